@@ -1,0 +1,16 @@
+"""URL map: admin, hooks, health, metrics; each app adds its own routes."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from controlplane import health
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("", include("registry.urls")),
+    path("", include("django_prometheus.urls")),
+]
