@@ -144,6 +144,8 @@ TEMPLATES = [
 # --- Database: SQLite under var/ by default, PostgreSQL (psycopg 3) through DATABASE_URL.
 _default_db = f"sqlite:///{VAR_DIR / 'controlplane.sqlite3'}"
 _db = _url("DATABASE_URL", _default_db, environ.Env.db_url_config)
+if "ENGINE" not in _db:
+    raise ImproperlyConfigured("DATABASE_URL: not a database URL; use sqlite:///path or postgres://...")
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and IMMEDIATE transactions let several gunicorn workers and the log writer share
     # one SQLite file without "database is locked" on every concurrent write.
