@@ -174,3 +174,6 @@ class PromotionRequest(models.Model):
 
     def __str__(self) -> str:
         return f"promote {self.variant.name} on {self.endpoint.name} ({self.status})"
+
+
+from routing.models_serving import *  # noqa: E402,F403
