@@ -6,11 +6,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from controlplane import health
+from monitoring.views import metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("", include("registry.urls")),
-    path("", include("django_prometheus.urls")),
+    # Not django_prometheus.urls: its view drops the database-backed gauges in multiprocess mode.
+    path("metrics", metrics, name="prometheus-django-metrics"),
 ]

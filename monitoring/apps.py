@@ -8,3 +8,15 @@ class MonitoringConfig(AppConfig):
 
     name = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        from prometheus_client import REGISTRY
+
+        from monitoring.collectors import DATABASE_COLLECTOR
+
+        # Single-process mode exports the global registry; multiprocess mode adds the
+        # collector per scrape in monitoring.views. ready() can run twice (tests, reloader).
+        try:
+            REGISTRY.register(DATABASE_COLLECTOR)
+        except ValueError:  # already registered: its names are taken
+            pass

@@ -285,3 +285,18 @@ def webhook_ensure(*, name: str, url: str, secret: str) -> str:
         lambda: c.create_webhook(name=name, url=url, events=WEBHOOK_EVENTS, secret=secret),
     )
     return hook.webhook_id
+
+
+def run_artifact_json(run_id: str, path: str) -> dict[str, Any] | None:
+    """A JSON artifact logged with a run (e.g. the drift reference), or None when it has none."""
+    import json
+    import tempfile
+
+    c = client()
+    listed = _call(f"list artifacts of run {run_id}", lambda: c.list_artifacts(run_id))
+    if path not in {a.path for a in listed}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = _call(f"download {path} of run {run_id}", lambda: c.download_artifacts(run_id, path, tmp))
+        with open(local, encoding="utf-8") as fh:
+            return json.load(fh)

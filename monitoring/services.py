@@ -1,0 +1,178 @@
+"""Drift computation over the prediction log: the one place that writes drift results.
+
+Run periodically by ``manage.py compute_drift`` (``make run``, or a CronJob in the chart), never
+per web worker. For each (endpoint, variant, model version) seen in the window it compares the
+logged inputs and outputs with the version's reference and stores one ``DriftResult`` per
+feature plus one for the prediction, all stamped with the same ``computed_at``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from monitoring import drift
+from monitoring.drift_reference import (
+    ARTIFACT_FILE,
+    KIND_LIVE_BOOTSTRAP,
+    KIND_TRAINING,
+    build_live_reference,
+)
+from monitoring.models import DriftReference, DriftResult
+from registry import mlflow_client
+from registry.models import ModelVersion
+from routing.models import PredictionLog
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WINDOW = timedelta(hours=1)
+# Enough live rows for a stand-in reference whose deciles mean something.
+BOOTSTRAP_ROWS = 500
+# The most recent rows of a window that are compared; bounds memory and time per variant.
+MAX_WINDOW_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class _Group:
+    endpoint: str
+    variant: str
+    model_name: str
+    model_version: int
+
+
+def _log_rows(queryset: Any, limit: int) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Input rows and predictions of up to ``limit`` input rows from log entries."""
+    rows: list[dict[str, Any]] = []
+    predictions: list[Any] = []
+    for inputs, outputs in queryset.values_list("inputs", "outputs").iterator():
+        rows.extend(r for r in (inputs or []) if isinstance(r, dict))
+        predictions.extend(outputs or [])
+        if len(rows) >= limit:
+            break
+    return rows, predictions
+
+
+def _training_reference(model_name: str, model_version: int) -> dict[str, Any] | None:
+    version = (
+        ModelVersion.objects.filter(registered_model__name=model_name, version=model_version)
+        .exclude(run_id="")
+        .first()
+    )
+    if version is None:
+        return None
+    return mlflow_client.run_artifact_json(version.run_id, ARTIFACT_FILE)
+
+
+def drift_reference_get_or_create(
+    *, model_name: str, model_version: int, bootstrap_rows: int = BOOTSTRAP_ROWS
+) -> DriftReference | None:
+    """The version's reference: stored, else from its MLflow run, else from its first live rows.
+
+    None when there is no training reference and fewer than ``bootstrap_rows`` live rows yet.
+    ``MlflowUnavailable`` propagates: an outage must not turn into a live-bootstrap reference.
+    """
+    stored = DriftReference.objects.filter(model_name=model_name, model_version=model_version).first()
+    if stored is not None:
+        return stored
+    reference = _training_reference(model_name, model_version)
+    if reference is not None:
+        return DriftReference.objects.create(
+            model_name=model_name,
+            model_version=model_version,
+            kind=KIND_TRAINING,
+            reference=reference,
+            source=f"MLflow run artifact {ARTIFACT_FILE}",
+        )
+    first = PredictionLog.objects.filter(model_name=model_name, model_version=model_version).order_by(
+        "created_at", "id"
+    )[:bootstrap_rows]
+    entries = list(first.values("created_at", "inputs", "outputs"))
+    rows = [r for e in entries for r in (e["inputs"] or []) if isinstance(r, dict)]
+    if len(rows) < bootstrap_rows:
+        return None
+    predictions = [p for e in entries for p in (e["outputs"] or [])]
+    return DriftReference.objects.create(
+        model_name=model_name,
+        model_version=model_version,
+        kind=KIND_LIVE_BOOTSTRAP,
+        reference=build_live_reference(rows, predictions),
+        source=f"first {len(rows)} live rows",
+        bootstrap_until=entries[-1]["created_at"],
+    )
+
+
+def _groups(window_start: datetime, window_end: datetime, endpoint: str | None) -> list[_Group]:
+    logs = PredictionLog.objects.filter(created_at__gt=window_start, created_at__lte=window_end)
+    if endpoint:
+        logs = logs.filter(endpoint=endpoint)
+    keys = logs.values_list("endpoint", "variant", "model_name", "model_version").distinct()
+    return sorted(_Group(*k) for k in keys)
+
+
+@transaction.atomic
+def _drift_compute_group(
+    group: _Group, *, window_start: datetime, window_end: datetime, computed_at: datetime
+) -> list[DriftResult]:
+    ref = drift_reference_get_or_create(model_name=group.model_name, model_version=group.model_version)
+    if ref is None:
+        return []
+    logs = PredictionLog.objects.filter(
+        endpoint=group.endpoint,
+        variant=group.variant,
+        model_name=group.model_name,
+        model_version=group.model_version,
+        created_at__gt=max(window_start, ref.bootstrap_until or window_start),
+        created_at__lte=window_end,
+    ).order_by("-created_at", "-id")
+    rows, predictions = _log_rows(logs, MAX_WINDOW_ROWS)
+    stats = drift.compare_to_reference(ref.reference, rows, predictions)
+    return DriftResult.objects.bulk_create(
+        DriftResult(
+            endpoint=group.endpoint,
+            variant=group.variant,
+            model_name=group.model_name,
+            model_version=group.model_version,
+            feature=s.feature,
+            feature_kind=s.kind,
+            psi=s.psi,
+            ks_stat=s.ks_stat,
+            ks_pvalue=s.ks_pvalue,
+            chi2_stat=s.chi2_stat,
+            chi2_pvalue=s.chi2_pvalue,
+            n_live=s.n_live,
+            n_reference=s.n_reference,
+            reference_kind=ref.kind,
+            window_start=window_start,
+            window_end=window_end,
+            computed_at=computed_at,
+        )
+        for s in stats
+    )
+
+
+def drift_compute(
+    *, endpoint: str | None = None, window: timedelta = DEFAULT_WINDOW, now: datetime | None = None
+) -> list[DriftResult]:
+    """Compute and store drift for every variant that logged predictions in the window.
+
+    One transaction per variant, so an MLflow outage while fetching one version's reference
+    (logged and skipped) does not lose the others' results.
+    """
+    window_end = now or timezone.now()
+    window_start = window_end - window
+    results: list[DriftResult] = []
+    for group in _groups(window_start, window_end, endpoint):
+        try:
+            results.extend(
+                _drift_compute_group(
+                    group, window_start=window_start, window_end=window_end, computed_at=window_end
+                )
+            )
+        except mlflow_client.MlflowUnavailable as exc:
+            logger.warning("drift for %s/%s skipped: %s", group.endpoint, group.variant, exc)
+    return results
