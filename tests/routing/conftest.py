@@ -1,0 +1,80 @@
+"""Fixtures for routing's governance tests: a fresh registered model per test, users per role."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from registry.models import RegisteredModel
+from registry.services import registry_sync
+from tests.conftest import clone_version
+
+_counter = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class FreshModel:
+    """A registered model of its own (so MLflow aliases never leak between tests)."""
+
+    name: str
+    sklearn_versions: tuple[int, ...]  # versions cloned from the scikit-learn model
+    xgboost_versions: tuple[int, ...]  # versions cloned from the XGBoost model
+
+    @property
+    def row(self) -> RegisteredModel:
+        return RegisteredModel.objects.get(name=self.name)
+
+
+def make_model(client, trained_models, layout: str = "sxs") -> FreshModel:
+    """Register ``layout`` (s = scikit-learn, x = XGBoost) as versions 1.. of a new model."""
+    name = f"routing-{os.getpid()}-{next(_counter)}"
+    client.create_registered_model(name)
+    src = {
+        "s": client.get_model_version(trained_models.sklearn_name, str(trained_models.sklearn_version)),
+        "x": client.get_model_version(trained_models.xgboost_name, str(trained_models.xgboost_version)),
+    }
+    for kind in layout:
+        clone_version(client, name, src[kind])
+    registry_sync(model_name=name)
+    return FreshModel(
+        name,
+        tuple(i for i, k in enumerate(layout, 1) if k == "s"),
+        tuple(i for i, k in enumerate(layout, 1) if k == "x"),
+    )
+
+
+@pytest.fixture
+def fresh_model(mlflow_server, trained_models) -> FreshModel:
+    """Versions 1 and 3 are scikit-learn, version 2 is XGBoost; all READY, mirrored."""
+    return make_model(mlflow_server.client(), trained_models)
+
+
+def role_user(username: str, *groups: str, staff: bool = True) -> User:
+    user = User.objects.create_user(username, password="pw-" + username, is_staff=staff)
+    for g in groups:
+        user.groups.add(Group.objects.get(name=g))
+    return user
+
+
+@pytest.fixture
+def scientist(db) -> User:
+    return role_user("dana", "data scientist")
+
+
+@pytest.fixture
+def approver(db) -> User:
+    return role_user("abel", "approver")
+
+
+@pytest.fixture
+def sre(db) -> User:
+    return role_user("sam", "SRE")
+
+
+@pytest.fixture
+def admin_user_all(db) -> User:
+    return User.objects.create_superuser("root", password="pw-root")
