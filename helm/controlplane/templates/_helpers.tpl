@@ -1,0 +1,147 @@
+{{/* Names and labels. */}}
+{{- define "controlplane.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "controlplane.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "controlplane.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "controlplane.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Selector labels for one component: include "controlplane.selectorLabels" (list . "web") */}}
+{{- define "controlplane.selectorLabels" -}}
+{{- $ctx := index . 0 -}}
+app.kubernetes.io/name: {{ include "controlplane.name" $ctx }}
+app.kubernetes.io/instance: {{ $ctx.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "controlplane.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "controlplane.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "controlplane.image" -}}
+{{ printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "controlplane.mlflowImage" -}}
+{{ printf "%s:%s" (default .Values.image.repository .Values.mlflow.image.repository) (default (default .Chart.AppVersion .Values.image.tag) .Values.mlflow.image.tag) }}
+{{- end }}
+
+{{- define "controlplane.secretName" -}}
+{{- default (printf "%s-secrets" (include "controlplane.fullname" .)) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{- define "controlplane.mlflowName" -}}
+{{- printf "%s-mlflow" (include "controlplane.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "controlplane.mlflowSecretName" -}}
+{{- default (include "controlplane.mlflowName" .) .Values.mlflow.existingSecret }}
+{{- end }}
+
+{{- define "controlplane.mlflowUrl" -}}
+{{- if .Values.mlflow.enabled }}
+{{- printf "http://%s:%d" (include "controlplane.mlflowName" .) (int .Values.mlflow.port) }}
+{{- else }}
+{{- required "mlflow.externalUrl is required when mlflow.enabled is false" .Values.mlflow.externalUrl }}
+{{- end }}
+{{- end }}
+
+{{/* The secret keys every control-plane pod reads as <KEY>_FILE. */}}
+{{- define "controlplane.secretKeys" -}}
+{{- $keys := list "DJANGO_SECRET_KEY" "DATABASE_URL" "MLFLOW_WEBHOOK_SECRET" }}
+{{- if .Values.sharedCache.enabled }}{{ $keys = append $keys "CACHE_URL" }}{{ end }}
+{{- join "," $keys }}
+{{- end }}
+
+{{- define "controlplane.allowedHosts" -}}
+{{- $hosts := list (include "controlplane.fullname" .) (printf "%s.%s.svc" (include "controlplane.fullname" .) .Release.Namespace) "localhost" "127.0.0.1" }}
+{{- range .Values.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end }}
+{{- join "," (concat $hosts .Values.config.allowedHosts | uniq) }}
+{{- end }}
+
+{{/* Environment shared by the web pods, the migration hook and the CronJobs. */}}
+{{- define "controlplane.env" -}}
+- name: DJANGO_DEBUG
+  value: {{ .Values.config.debug | quote }}
+- name: DJANGO_ALLOWED_HOSTS
+  value: {{ include "controlplane.allowedHosts" . | quote }}
+{{- with .Values.config.csrfTrustedOrigins }}
+- name: DJANGO_CSRF_TRUSTED_ORIGINS
+  value: {{ join "," . | quote }}
+{{- end }}
+- name: DEFAULT_ENDPOINT
+  value: {{ .Values.config.defaultEndpoint | quote }}
+- name: MLFLOW_TRACKING_URI
+  value: {{ include "controlplane.mlflowUrl" . | quote }}
+- name: LOG_LEVEL
+  value: {{ .Values.config.logLevel | quote }}
+- name: CONTROLPLANE_VAR_DIR
+  value: /tmp/controlplane
+- name: DJANGO_STATIC_ROOT
+  value: /app/staticfiles
+- name: HOME
+  value: /tmp
+{{- range (splitList "," (include "controlplane.secretKeys" .)) }}
+- name: {{ . }}_FILE
+  value: /run/secrets/controlplane/{{ . }}
+{{- end }}
+{{- with .Values.config.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Volumes every control-plane pod mounts: the secret files and a writable /tmp. */}}
+{{- define "controlplane.volumes" -}}
+- name: secrets
+  secret:
+    secretName: {{ include "controlplane.secretName" . }}
+    defaultMode: 0440
+    items:
+    {{- range (splitList "," (include "controlplane.secretKeys" .)) }}
+      - key: {{ . }}
+        path: {{ . }}
+    {{- end }}
+- name: tmp
+  emptyDir: {}
+{{- end }}
+
+{{- define "controlplane.volumeMounts" -}}
+- name: secrets
+  mountPath: /run/secrets/controlplane
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/* A pod spec's common head: service account, security, pull secrets. */}}
+{{- define "controlplane.podCommon" -}}
+serviceAccountName: {{ include "controlplane.serviceAccountName" . }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,328 @@
+"""The Helm chart, linted and rendered by a real helm, and its manifests checked.
+
+Three value sets: the defaults (bundled MLflow, HPA on), ``ci/external-mlflow-values.yaml``
+(external MLflow, Ingress, existing Secret, shared cache) and ``ci/bundled-mlflow-s3-values.yaml``
+(HPA off, bundled MLflow on PostgreSQL with S3-compatible artifacts, secrets from values).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy.chart import (
+    CHART,
+    FULLNAME,
+    VALUE_SETS,
+    container,
+    control_plane_workloads,
+    env_of,
+    pod_spec,
+    render,
+    run_helm,
+    template_args,
+)
+from tests.mlflow_server import REPO
+
+MLFLOW = f"{FULLNAME}-mlflow"
+WEB = f"{FULLNAME}-web"
+SECRET_DIR = "/run/secrets/controlplane"
+
+
+def test_the_value_sets_ci_renders_are_at_least_three() -> None:
+    assert {"default", "external-mlflow", "bundled-mlflow-s3"} <= set(VALUE_SETS)
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_it_lints_strictly_with_each_value_set(value_set: str) -> None:
+    args = ["lint", "--strict", str(CHART)]
+    if VALUE_SETS[value_set] is not None:
+        args += ["-f", str(VALUE_SETS[value_set])]
+    result = run_helm(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_control_plane_pod_reads_its_secrets_from_files_named_by_NAME_FILE(value_set: str) -> None:
+    manifests = render(value_set)
+    for workload in control_plane_workloads(manifests):
+        env = env_of(workload)
+        for name in ("DJANGO_SECRET_KEY", "DATABASE_URL", "MLFLOW_WEBHOOK_SECRET"):
+            assert env[f"{name}_FILE"] == f"{SECRET_DIR}/{name}", workload["metadata"]["name"]
+            assert name not in env, f"{name} must not be passed as a plain variable"
+        mounts = {m["name"]: m for m in container(workload)["volumeMounts"]}
+        assert mounts["secrets"]["mountPath"] == SECRET_DIR and mounts["secrets"]["readOnly"] is True
+        volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
+        keys = {item["key"] for item in volumes["secrets"]["secret"]["items"]}
+        assert {n.removesuffix("_FILE") for n in env if n.endswith("_FILE")} == keys
+
+
+def test_the_chart_creates_its_secret_before_the_migration_hook_and_keeps_generated_values() -> None:
+    secret = render("default").get("Secret", f"{FULLNAME}-secrets")
+    annotations = secret["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(annotations["helm.sh/hook-weight"]) < 0
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["DATABASE_URL"].startswith("postgres://")
+    assert len(data["DJANGO_SECRET_KEY"]) >= 50 and len(data["MLFLOW_WEBHOOK_SECRET"]) >= 32
+
+
+def test_given_secret_values_are_stored_in_the_chart_secret() -> None:
+    secret = render("bundled-mlflow-s3").get("Secret", f"{FULLNAME}-secrets")
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["DATABASE_URL"] == "postgres://controlplane:s3cret@pg.databases.svc:5432/controlplane"
+    assert data["MLFLOW_WEBHOOK_SECRET"] == "webhook-secret-for-the-template-test"
+
+
+def test_an_existing_secret_is_mounted_and_the_chart_creates_none() -> None:
+    manifests = render("external-mlflow")
+    assert not manifests.has("Secret", f"{FULLNAME}-secrets")
+    web = manifests.get("Deployment", WEB)
+    volumes = {v["name"]: v for v in pod_spec(web)["volumes"]}
+    assert volumes["secrets"]["secret"]["secretName"] == "controlplane-prod-secrets"
+    # sharedCache: the Redis URL for rate limits comes from the same Secret.
+    assert env_of(web)["CACHE_URL_FILE"] == f"{SECRET_DIR}/CACHE_URL"
+    assert "CACHE_URL_FILE" not in env_of(render("default").get("Deployment", WEB))
+
+
+def test_the_web_pods_run_gunicorn_with_the_probes_on_healthz_and_readyz() -> None:
+    web = container(render("default").get("Deployment", WEB))
+    command = web["command"]
+    assert command[:3] == ["gunicorn", "-c", "controlplane/gunicorn.conf.py"]
+    assert command[-1] == "controlplane.wsgi:application"
+    assert "migrate" not in " ".join(command), "web pods must never migrate"
+    assert web["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert web["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert web["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert web["resources"]["requests"]["cpu"] and web["resources"]["limits"]["memory"]
+
+
+def test_prometheus_multiprocess_files_live_in_a_memory_backed_volume() -> None:
+    web = render("default").get("Deployment", WEB)
+    directory = env_of(web)["PROMETHEUS_MULTIPROC_DIR"]
+    mounts = {m["mountPath"]: m["name"] for m in container(web)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(web)["volumes"]}
+    assert volumes[mounts[directory]]["emptyDir"]["medium"] == "Memory"
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_pod_runs_as_non_root_on_a_read_only_root_filesystem(value_set: str) -> None:
+    manifests = render(value_set)
+    workloads = [*control_plane_workloads(manifests), *manifests.of_kind("Deployment")]
+    for workload in workloads:
+        assert pod_spec(workload)["securityContext"]["runAsNonRoot"] is True
+        assert pod_spec(workload)["securityContext"]["runAsUser"] > 0
+        security = container(workload)["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        mounts = {m["mountPath"] for m in container(workload)["volumeMounts"]}
+        assert "/tmp" in mounts, "a read-only root needs a writable /tmp"
+
+
+def test_migrations_run_once_per_release_in_a_pre_install_pre_upgrade_hook_job() -> None:
+    manifests = render("default")
+    job = manifests.get("Job", f"{FULLNAME}-migrate")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    assert container(job)["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    assert pod_spec(job)["restartPolicy"] == "Never"
+    # What the hook needs must exist before it: hooks with a lower weight.
+    for kind, name in (("Secret", f"{FULLNAME}-secrets"), ("ServiceAccount", FULLNAME)):
+        needed = manifests.get(kind, name)["metadata"]["annotations"]
+        assert int(needed["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
+    assert [j["metadata"]["name"] for j in manifests.of_kind("Job")] == [f"{FULLNAME}-migrate"]
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_sync_registry_and_compute_drift_are_cronjobs_that_never_overlap(value_set: str) -> None:
+    cronjobs = {c["metadata"]["name"]: c for c in render(value_set).of_kind("CronJob")}
+    commands = {}
+    for name, cronjob in cronjobs.items():
+        assert cronjob["spec"]["concurrencyPolicy"] == "Forbid", name
+        commands[name] = container(cronjob)["command"] + container(cronjob)["args"]
+    assert commands == {
+        f"{FULLNAME}-sync-registry": ["python", "manage.py", "sync_registry"],
+        f"{FULLNAME}-compute-drift": ["python", "manage.py", "compute_drift"],
+    }
+    assert "PROMETHEUS_MULTIPROC_DIR" not in env_of(cronjobs[f"{FULLNAME}-compute-drift"])
+
+
+def test_autoscaling_on_by_default_leaves_replicas_to_the_hpa() -> None:
+    manifests = render("default")
+    assert "replicas" not in manifests.get("Deployment", WEB)["spec"]
+    hpa = manifests.get("HorizontalPodAutoscaler", WEB)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == WEB
+    assert hpa["spec"]["minReplicas"] >= 2
+    pdb = manifests.get("PodDisruptionBudget", WEB)
+    assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "web"
+
+
+def test_without_autoscaling_the_deployment_sets_its_replicas() -> None:
+    manifests = render("bundled-mlflow-s3")
+    assert manifests.get("Deployment", WEB)["spec"]["replicas"] == 3
+    assert not manifests.of_kind("HorizontalPodAutoscaler")
+    assert manifests.get("PodDisruptionBudget", WEB)["spec"]["minAvailable"] == 2
+
+
+def test_the_bundled_mlflow_server_uses_the_launch_script_with_job_execution_off() -> None:
+    manifests = render("bundled-mlflow-s3")
+    mlflow = manifests.get("Deployment", MLFLOW)
+    assert container(mlflow)["command"] == ["bash", "mlflow/server.sh"]
+    env = env_of(mlflow)
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert env["MLFLOW_WORKERS"] == "4"
+    assert env["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://ml-artifacts/mlflow"
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio.storage.svc:9000"
+    assert env["MLFLOW_WEBHOOK_ALLOWED_SCHEMES"] == "http,https"
+    assert env["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] == "true"
+    assert MLFLOW in env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    for name in ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", "AWS_SECRET_ACCESS_KEY"):
+        assert env[name]["secretKeyRef"]["name"] == MLFLOW, name
+    secret = manifests.get("Secret", MLFLOW)
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg://")
+    assert data["AWS_ACCESS_KEY_ID"] == "minio-access"
+    assert container(mlflow)["livenessProbe"]["httpGet"]["path"] == "/health"
+    service = manifests.get("Service", MLFLOW)
+    assert service["spec"]["ports"][0]["port"] == 5000
+    assert env_of(manifests.get("Deployment", WEB))["MLFLOW_TRACKING_URI"] == f"http://{MLFLOW}:5000"
+
+
+def test_a_generated_webhook_encryption_key_is_a_valid_fernet_key() -> None:
+    from cryptography.fernet import Fernet
+
+    secret = render("default").get("Secret", MLFLOW)
+    key = base64.b64decode(secret["data"]["MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"])
+    assert Fernet(key).decrypt(Fernet(key).encrypt(b"x")) == b"x"
+
+
+def test_an_external_mlflow_replaces_the_bundled_server() -> None:
+    manifests = render("external-mlflow")
+    assert not manifests.has("Deployment", MLFLOW)
+    assert not manifests.has("Service", MLFLOW)
+    assert not manifests.has("Secret", MLFLOW)
+    for workload in control_plane_workloads(manifests):
+        assert env_of(workload)["MLFLOW_TRACKING_URI"] == "https://mlflow.example.com"
+
+
+def test_the_optional_ingress_routes_its_host_to_the_web_service() -> None:
+    assert not render("default").of_kind("Ingress")
+    manifests = render("external-mlflow")
+    ingress = manifests.get("Ingress", FULLNAME)
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "controlplane.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": FULLNAME, "port": {"name": "http"}}
+    hosts = env_of(manifests.get("Deployment", WEB))["DJANGO_ALLOWED_HOSTS"].split(",")
+    assert {"controlplane.example.com", "controlplane.internal", FULLNAME} <= set(hosts)
+    service = manifests.get("Service", FULLNAME)
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "web"
+
+
+def test_a_service_monitor_scrapes_the_web_pods_metrics() -> None:
+    manifests = render("default")
+    monitor = manifests.get("ServiceMonitor", FULLNAME)
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    service_labels = manifests.get("Service", FULLNAME)["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service_labels.items()
+
+
+def _monitoring_rule_groups() -> list[dict]:
+    groups: list[dict] = []
+    for path in sorted((REPO / "monitoring" / "alerts").glob("*.yml")):
+        groups += yaml.safe_load(path.read_text()).get("groups") or []
+    return groups
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_the_prometheus_rule_holds_exactly_the_rules_of_monitoring_alerts(value_set: str) -> None:
+    rule = render(value_set).get("PrometheusRule", FULLNAME)
+    assert rule["spec"]["groups"] == _monitoring_rule_groups()
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_the_dashboard_configmap_holds_the_monitoring_dashboards_byte_for_byte(value_set: str) -> None:
+    configmap = render(value_set).get("ConfigMap", f"{FULLNAME}-dashboards")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    expected = {p.name: p.read_text() for p in (REPO / "monitoring" / "dashboards").glob("*.json")}
+    assert (configmap.get("data") or {}) == expected
+    for text in expected.values():
+        json.loads(text)
+
+
+def test_the_default_image_is_the_one_the_dockerfile_builds() -> None:
+    web = container(render("default").get("Deployment", WEB))
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    dockerfile = Path(REPO / "Dockerfile").read_text()
+    repository, tag = web["image"].rsplit(":", 1)
+    assert f'org.opencontainers.image.title="{repository}"' in dockerfile
+    assert f'org.opencontainers.image.version="{tag}"' in dockerfile
+    assert tag == chart["appVersion"]
+    assert container(render("default").get("Deployment", MLFLOW))["image"] == web["image"]
+
+
+@pytest.mark.parametrize(
+    ("override", "complaint"),
+    [
+        (["--set", "web.replicas=two"], "web.replicas"),
+        (["--set", "web.autoscaling.targetCPUUtilizationPercentage=150"], "targetCPUUtilizationPercentage"),
+        (["--set", "mlflow.enabled=false"], "externalUrl"),
+        (["--set", "podSecurityContext.runAsNonRoot=false"], "runAsNonRoot"),
+        (["--set", "secrets.databaseUrl=mysql://db/controlplane"], "databaseUrl"),
+        (["--set", "cronJobs.computeDrift.schedule=often"], "schedule"),
+        (["--set", "replicaCount=2"], "replicaCount"),
+        (["--set", "config.logLevel=LOUD"], "logLevel"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v[1],
+)
+def test_a_wrong_value_fails_helm_template(override: list[str], complaint: str) -> None:
+    result = run_helm(*template_args("default", *override))
+    assert result.returncode != 0, f"{override} rendered without complaint"
+    assert complaint in result.stderr
+
+
+def test_a_shared_cache_without_a_url_fails_with_a_message() -> None:
+    result = run_helm(*template_args("default", "--set", "sharedCache.enabled=true"))
+    assert result.returncode != 0
+    assert "secrets.cacheUrl" in result.stderr
+
+
+def test_rules_and_dashboards_in_the_chart_files_reach_the_manifests_unchanged(tmp_path: Path) -> None:
+    """The templates themselves, with sample assets (monitoring/ may hold none yet)."""
+    chart = tmp_path / "controlplane"
+    shutil.copytree(CHART, chart)
+    rules = {
+        "groups": [
+            {
+                "name": "sample",
+                "rules": [
+                    {
+                        "alert": "SampleHighLatency",
+                        "expr": 'histogram_quantile(0.99, sum by (le) (rate(x_bucket{a="b"}[5m])))\n  > 0.25',
+                        "for": "10m",
+                        "labels": {"severity": "page"},
+                        "annotations": {"summary": "p99 {{ $value }} on {{ $labels.endpoint }}"},
+                    }
+                ],
+            }
+        ]
+    }
+    (chart / "files/alerts/a.yml").write_text(yaml.safe_dump(rules))
+    (chart / "files/alerts/b.yml").write_text(yaml.safe_dump({"groups": [{"name": "second", "rules": []}]}))
+    dashboard = '{\n  "title": "Sample <&>",\n  "panels": [{"expr": "sum(rate(x[5m]))"}]\n}'
+    (chart / "files/dashboards/sample.json").write_text(dashboard)
+    result = run_helm("template", "cp", str(chart), "--namespace", "ml")
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    assert rule["spec"]["groups"] == [*rules["groups"], {"name": "second", "rules": []}]
+    configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert configmap["data"] == {"sample.json": dashboard}
