@@ -37,7 +37,7 @@ BOOTSTRAP_ROWS = 500
 MAX_WINDOW_ROWS = 20_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class _Group:
     endpoint: str
     variant: str
@@ -116,9 +116,11 @@ def _groups(window_start: datetime, window_end: datetime, endpoint: str | None) 
 
 @transaction.atomic
 def _drift_compute_group(
-    group: _Group, *, window_start: datetime, window_end: datetime, computed_at: datetime
+    group: _Group, *, window_start: datetime, window_end: datetime, computed_at: datetime, bootstrap_rows: int
 ) -> list[DriftResult]:
-    ref = drift_reference_get_or_create(model_name=group.model_name, model_version=group.model_version)
+    ref = drift_reference_get_or_create(
+        model_name=group.model_name, model_version=group.model_version, bootstrap_rows=bootstrap_rows
+    )
     if ref is None:
         return []
     logs = PredictionLog.objects.filter(
@@ -156,7 +158,11 @@ def _drift_compute_group(
 
 
 def drift_compute(
-    *, endpoint: str | None = None, window: timedelta = DEFAULT_WINDOW, now: datetime | None = None
+    *,
+    endpoint: str | None = None,
+    window: timedelta = DEFAULT_WINDOW,
+    now: datetime | None = None,
+    bootstrap_rows: int = BOOTSTRAP_ROWS,
 ) -> list[DriftResult]:
     """Compute and store drift for every variant that logged predictions in the window.
 
@@ -170,7 +176,11 @@ def drift_compute(
         try:
             results.extend(
                 _drift_compute_group(
-                    group, window_start=window_start, window_end=window_end, computed_at=window_end
+                    group,
+                    window_start=window_start,
+                    window_end=window_end,
+                    computed_at=window_end,
+                    bootstrap_rows=bootstrap_rows,
                 )
             )
         except mlflow_client.MlflowUnavailable as exc:
