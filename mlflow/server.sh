@@ -27,6 +27,8 @@ export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:
 # Webhooks must reach the control plane on plain http at a private/loopback address.
 export MLFLOW_WEBHOOK_ALLOWED_SCHEMES="${MLFLOW_WEBHOOK_ALLOWED_SCHEMES:-http,https}"
 export MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="${MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS:-true}"
+# Subscriptions are cached; 60 s by default would delay a new webhook by up to a minute.
+export MLFLOW_WEBHOOK_CACHE_TTL="${MLFLOW_WEBHOOK_CACHE_TTL:-5}"
 if [[ -z "${MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY:-}" ]]; then
   keyfile="$state/webhook-encryption.key"
   if [[ ! -s "$keyfile" ]]; then
