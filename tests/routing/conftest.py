@@ -29,8 +29,11 @@ class FreshModel:
         return RegisteredModel.objects.get(name=self.name)
 
 
-def make_model(client, trained_models, layout: str = "sxs") -> FreshModel:
-    """Register ``layout`` (s = scikit-learn, x = XGBoost) as versions 1.. of a new model."""
+def make_model(client, trained_models, layout: str = "sxs", sync: bool = True) -> FreshModel:
+    """Register ``layout`` (s = scikit-learn, x = XGBoost) as versions 1.. of a new model.
+
+    ``sync=False`` touches only MLflow (for module-scoped models); call ``registry_sync`` later.
+    """
     name = f"routing-{os.getpid()}-{next(_counter)}"
     client.create_registered_model(name)
     src = {
@@ -39,7 +42,8 @@ def make_model(client, trained_models, layout: str = "sxs") -> FreshModel:
     }
     for kind in layout:
         clone_version(client, name, src[kind])
-    registry_sync(model_name=name)
+    if sync:
+        registry_sync(model_name=name)
     return FreshModel(
         name,
         tuple(i for i, k in enumerate(layout, 1) if k == "s"),
