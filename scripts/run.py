@@ -65,8 +65,10 @@ def wait_for(url: str, proc: subprocess.Popen | None, timeout: float, what: str)
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    out = open(log, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    out = open(log, "ab")  # kept open for the child's lifetime
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
     started.append(proc)
     return proc
 
@@ -74,7 +76,9 @@ def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
     # Commands are not web workers: their counters must not land in the workers' metric files.
     env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    return subprocess.run([PY, "manage.py", *args], env=env, cwd=REPO, check=check, text=True, capture_output=not check)
+    return subprocess.run(
+        [PY, "manage.py", *args], env=env, cwd=REPO, check=check, text=True, capture_output=not check
+    )
 
 
 def environment() -> dict[str, str]:
@@ -95,7 +99,9 @@ def start_mlflow(env: dict[str, str]) -> None:
         say(f"MLflow already running at {MLFLOW_URL}; reusing it")
         return
     say("starting MLflow tracking server (first start migrates its database: ~10 s)")
-    mlflow_env = {k: v for k, v in env.items() if k not in ("MLFLOW_TRACKING_URI", "PROMETHEUS_MULTIPROC_DIR")}
+    mlflow_env = {
+        k: v for k, v in env.items() if k not in ("MLFLOW_TRACKING_URI", "PROMETHEUS_MULTIPROC_DIR")
+    }
     proc = start(["bash", "mlflow/server.sh"], mlflow_env, VAR / "mlflow-server.log")
     wait_for(f"{MLFLOW_URL}/health", proc, 180, "MLflow server")
 
@@ -117,7 +123,9 @@ def start_web(env: dict[str, str]) -> None:
 def admin_login(env: dict[str, str]) -> tuple[str, str]:
     password = secret_file("admin_password", lambda: secrets.token_urlsafe(12))
     env = {**env, "DJANGO_SUPERUSER_PASSWORD": password}
-    result = manage(env, "createsuperuser", "--noinput", "--username", "admin", "--email", "admin@localhost", check=False)
+    result = manage(
+        env, "createsuperuser", "--noinput", "--username", "admin", "--email", "admin@localhost", check=False
+    )
     if result.returncode != 0 and "already taken" not in result.stderr:
         sys.exit(f"[make run] could not create the admin login: {result.stderr}")
     return "admin", password
