@@ -93,9 +93,9 @@ def env_of(workload: dict[str, Any]) -> dict[str, Any]:
 
 
 def control_plane_workloads(manifests: Manifests) -> list[dict[str, Any]]:
-    """Every pod that runs the control plane's code: web, the migration hook, the CronJobs."""
+    """Every pod that runs the control plane's code: web, the hook Jobs, the CronJobs."""
     return [
         manifests.get("Deployment", f"{FULLNAME}-web"),
-        manifests.get("Job", f"{FULLNAME}-migrate"),
+        *manifests.of_kind("Job"),
         *manifests.of_kind("CronJob"),
     ]

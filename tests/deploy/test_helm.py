@@ -137,7 +137,22 @@ def test_migrations_run_once_per_release_in_a_pre_install_pre_upgrade_hook_job()
     for kind, name in (("Secret", f"{FULLNAME}-secrets"), ("ServiceAccount", FULLNAME)):
         needed = manifests.get(kind, name)["metadata"]["annotations"]
         assert int(needed["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
-    assert [j["metadata"]["name"] for j in manifests.of_kind("Job")] == [f"{FULLNAME}-migrate"]
+    migrating = [j for j in manifests.of_kind("Job") if "migrate" in container(j)["command"]]
+    assert migrating == [job]
+
+
+def test_the_mlflow_webhook_is_registered_after_each_install_and_upgrade() -> None:
+    job = render("default").get("Job", f"{FULLNAME}-register-webhook")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    assert container(job)["command"] == [
+        "python",
+        "manage.py",
+        "register_mlflow_webhook",
+        "--url",
+        f"http://{FULLNAME}.ml.svc:80/hooks/mlflow",
+    ]
+    hosts = env_of(job)["DJANGO_ALLOWED_HOSTS"].split(",")
+    assert f"{FULLNAME}.ml.svc" in hosts, "the webhook's Host must be allowed"
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
@@ -150,6 +165,13 @@ def test_sync_registry_and_compute_drift_are_cronjobs_that_never_overlap(value_s
     assert commands == {
         f"{FULLNAME}-sync-registry": ["python", "manage.py", "sync_registry"],
         f"{FULLNAME}-compute-drift": ["python", "manage.py", "compute_drift"],
+        f"{FULLNAME}-prune-predictions": [
+            "python",
+            "manage.py",
+            "prune_predictions",
+            "--older-than-days",
+            "30",
+        ],
     }
     assert "PROMETHEUS_MULTIPROC_DIR" not in env_of(cronjobs[f"{FULLNAME}-compute-drift"])
 
@@ -280,6 +302,7 @@ def test_the_default_image_is_the_one_the_dockerfile_builds() -> None:
         (["--set", "cronJobs.computeDrift.schedule=often"], "schedule"),
         (["--set", "replicaCount=2"], "replicaCount"),
         (["--set", "config.logLevel=LOUD"], "logLevel"),
+        (["--set", "mlflowWebhook.url=ftp://x"], "mlflowWebhook.url"),
     ],
     ids=lambda v: v if isinstance(v, str) else v[1],
 )
