@@ -1,0 +1,90 @@
+"""Reads for the admin: per variant of an endpoint, its traffic and the drift of its features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.utils import timezone
+
+from monitoring.drift import PSI_THRESHOLD
+from monitoring.models import DriftResult
+
+HISTORY = 30  # computations shown in each sparkline
+
+
+@dataclass
+class FeatureDrift:
+    """The latest drift of one feature (or the prediction) and its PSI history, oldest first."""
+
+    latest: DriftResult
+    history: list[float] = field(default_factory=list)
+    sparkline: str = ""  # filled in by the template tag
+
+    @property
+    def drifted(self) -> bool:
+        return self.latest.psi > PSI_THRESHOLD
+
+
+@dataclass
+class VariantMonitoring:
+    """What the admin shows for one variant: traffic and drift."""
+
+    name: str
+    role: str
+    model_version: int
+    share: float
+    requests_last_hour: int
+    reference_kind: str = ""
+    computed_at: object = None
+    features: list[FeatureDrift] = field(default_factory=list)
+
+
+def _feature_drift(endpoint: str, variant: str, version: int) -> list[FeatureDrift]:
+    rows = list(
+        DriftResult.objects.filter(endpoint=endpoint, variant=variant, model_version=version).order_by(
+            "-computed_at"
+        )[: HISTORY * 64]
+    )
+    if not rows:
+        return []
+    stamps = sorted({r.computed_at for r in rows}, reverse=True)[:HISTORY]
+    by_feature: dict[str, list[DriftResult]] = {}
+    for r in rows:
+        if r.computed_at in stamps:
+            by_feature.setdefault(r.feature, []).append(r)
+    out = [FeatureDrift(latest=rs[0], history=[r.psi for r in reversed(rs)]) for rs in by_feature.values()]
+    # The prediction first, then the most drifted features.
+    return sorted(out, key=lambda f: (not f.latest.is_prediction, -f.latest.psi))
+
+
+def endpoint_monitoring(endpoint_name: str) -> list[VariantMonitoring]:
+    """Every serving variant of the endpoint with its traffic share, recent requests and drift."""
+    from routing.models import PredictionLog, Variant
+
+    variants = list(
+        Variant.objects.filter(endpoint__name=endpoint_name, role__in=Variant.SERVING_ROLES).select_related(
+            "model_version"
+        )
+    )
+    total = sum(v.weight for v in variants if v.role in Variant.WEIGHTED_ROLES)
+    since = timezone.now() - timedelta(hours=1)
+    out = []
+    for v in variants:
+        version = v.model_version.version
+        features = _feature_drift(endpoint_name, v.name, version)
+        out.append(
+            VariantMonitoring(
+                name=v.name,
+                role=v.role,
+                model_version=version,
+                share=(v.weight / total) if total and v.role in Variant.WEIGHTED_ROLES else 0.0,
+                requests_last_hour=PredictionLog.objects.filter(
+                    endpoint=endpoint_name, variant=v.name, created_at__gte=since
+                ).count(),
+                reference_kind=features[0].latest.get_reference_kind_display() if features else "",
+                computed_at=features[0].latest.computed_at if features else None,
+                features=features,
+            )
+        )
+    return out
