@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("registry.urls")),
     path("api/v1/", include("routing.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("", include("routing.urls_predict")),
     # Not django_prometheus.urls: its view drops the database-backed gauges in multiprocess mode.
     path("metrics", metrics, name="prometheus-django-metrics"),
 ]

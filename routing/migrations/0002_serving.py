@@ -5,52 +5,98 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('routing', '0001_initial'),
+        ("routing", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PredictionLog',
+            name="PredictionLog",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('request_id', models.CharField(db_index=True, max_length=128)),
-                ('endpoint', models.CharField(db_index=True, max_length=100)),
-                ('variant', models.CharField(max_length=100)),
-                ('model_name', models.CharField(max_length=256)),
-                ('model_version', models.PositiveIntegerField()),
-                ('is_shadow', models.BooleanField(default=False)),
-                ('inputs', models.JSONField(help_text='List of row objects {column: value}.')),
-                ('outputs', models.JSONField(help_text='List of predictions, one per row.')),
-                ('latency_ms', models.FloatField(help_text='Time in the model.')),
-                ('unit_key_hash', models.CharField(blank=True, default='', max_length=64)),
-                ('token_name', models.CharField(blank=True, default='', max_length=100)),
-                ('agreement', models.FloatField(blank=True, help_text='Shadow only: share of rows where it agreed with the answer.', null=True)),
-                ('fallback_from', models.CharField(blank=True, default='', help_text='The variant that failed, when one did.', max_length=100)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("request_id", models.CharField(db_index=True, max_length=128)),
+                ("endpoint", models.CharField(db_index=True, max_length=100)),
+                ("variant", models.CharField(max_length=100)),
+                ("model_name", models.CharField(max_length=256)),
+                ("model_version", models.PositiveIntegerField()),
+                ("is_shadow", models.BooleanField(default=False)),
+                ("inputs", models.JSONField(help_text="List of row objects {column: value}.")),
+                ("outputs", models.JSONField(help_text="List of predictions, one per row.")),
+                ("latency_ms", models.FloatField(help_text="Time in the model.")),
+                ("unit_key_hash", models.CharField(blank=True, default="", max_length=64)),
+                ("token_name", models.CharField(blank=True, default="", max_length=100)),
+                (
+                    "agreement",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Shadow only: share of rows where it agreed with the answer.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "fallback_from",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="The variant that failed, when one did.",
+                        max_length=100,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['endpoint', 'variant', 'created_at'], name='routing_pre_endpoin_2f9e00_idx')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(
+                        fields=["endpoint", "variant", "created_at"], name="routing_pre_endpoin_2f9e00_idx"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ServiceToken',
+            name="ServiceToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('prefix', models.CharField(editable=False, help_text='First characters, to recognise it.', max_length=12)),
-                ('all_endpoints', models.BooleanField(default=False, help_text='Allowed on every endpoint.')),
-                ('can_override', models.BooleanField(default=False, help_text='May force a variant with X-Variant.')),
-                ('rate_limit_per_second', models.PositiveIntegerField(blank=True, help_text='Requests per second; empty: the default; 0: unlimited.', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('endpoints', models.ManyToManyField(blank=True, related_name='service_tokens', to='routing.endpoint')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("token_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                (
+                    "prefix",
+                    models.CharField(
+                        editable=False, help_text="First characters, to recognise it.", max_length=12
+                    ),
+                ),
+                ("all_endpoints", models.BooleanField(default=False, help_text="Allowed on every endpoint.")),
+                (
+                    "can_override",
+                    models.BooleanField(default=False, help_text="May force a variant with X-Variant."),
+                ),
+                (
+                    "rate_limit_per_second",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Requests per second; empty: the default; 0: unlimited.",
+                        null=True,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "endpoints",
+                    models.ManyToManyField(blank=True, related_name="service_tokens", to="routing.endpoint"),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
     ]

@@ -1,0 +1,167 @@
+"""The prediction log: a bounded in-memory buffer written to the database in batches.
+
+``record`` is the only thing the request path calls: a non-blocking put. A background thread
+drains the buffer every ``PREDICTION_LOG_FLUSH_SECONDS`` (or when it holds a full batch) and
+bulk-inserts the rows. When the buffer is full, or a write fails, the rows lost are counted in
+``controlplane_prediction_log_dropped_total`` and in ``BUFFER.dropped``: never silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """What the request path hands over; turned into a row by the writer thread."""
+
+    request_id: str
+    endpoint: str
+    variant: str
+    model_name: str
+    model_version: int
+    columns: list[str]
+    rows: list[list[Any]]
+    outputs: list[Any]
+    latency_ms: float
+    unit_key: str = ""
+    token_name: str = ""
+    is_shadow: bool = False
+    agreement: float | None = None
+    fallback_from: str = ""
+    created_at: datetime | None = None
+
+
+def hash_unit_key(unit_key: str) -> str:
+    return hashlib.sha256(unit_key.encode("utf-8")).hexdigest() if unit_key else ""
+
+
+def _metrics() -> Any:
+    try:
+        from monitoring import metrics
+    except ImportError:
+        return None
+    return metrics
+
+
+class PredictionLogBuffer:
+    """Bounded queue plus the thread that writes it out."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[LogEntry] | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self.dropped = 0
+        self.written = 0
+
+    def _ensure(self) -> queue.Queue[LogEntry]:
+        q = self._queue
+        if q is not None and self._pid == os.getpid():
+            return q
+        with self._lock:
+            if self._queue is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._queue = queue.Queue(maxsize=settings.PREDICTION_LOG_BUFFER_SIZE)
+                if settings.PREDICTION_LOG_IN_BACKGROUND:
+                    threading.Thread(target=self._run, name="prediction-log", daemon=True).start()
+            return self._queue
+
+    def record(self, entry: LogEntry) -> bool:
+        """Queue one entry without blocking; False (and counted) when the buffer is full."""
+        try:
+            self._ensure().put_nowait(entry)
+        except queue.Full:
+            self._count_dropped(entry.endpoint, 1)
+            return False
+        return True
+
+    def _count_dropped(self, endpoint: str, rows: int) -> None:
+        self.dropped += rows
+        metrics = _metrics()
+        if metrics is not None:
+            metrics.record_log_dropped(endpoint, rows)
+
+    def pending(self) -> int:
+        return self._ensure().qsize()
+
+    def flush(self, limit: int | None = None) -> int:
+        """Write what is queued (up to ``limit`` entries); returns the rows written."""
+        from routing.models_serving import PredictionLog
+
+        q = self._ensure()
+        with self._flush_lock:
+            entries: list[LogEntry] = []
+            while limit is None or len(entries) < limit:
+                try:
+                    entries.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            if not entries:
+                return 0
+            rows = [self._row(PredictionLog, e) for e in entries]
+            try:
+                PredictionLog.objects.bulk_create(rows, batch_size=500)
+            except Exception:
+                logger.exception("prediction log write failed; %d rows lost", len(rows))
+                for e in entries:
+                    self._count_dropped(e.endpoint, 1)
+                return 0
+            self.written += len(rows)
+            return len(rows)
+
+    @staticmethod
+    def _row(model: Any, e: LogEntry) -> Any:
+        return model(
+            created_at=e.created_at or timezone.now(),
+            request_id=e.request_id,
+            endpoint=e.endpoint,
+            variant=e.variant,
+            model_name=e.model_name,
+            model_version=e.model_version,
+            is_shadow=e.is_shadow,
+            inputs=[dict(zip(e.columns, row, strict=False)) for row in e.rows] if e.columns else e.rows,
+            outputs=e.outputs,
+            latency_ms=e.latency_ms,
+            unit_key_hash=hash_unit_key(e.unit_key),
+            token_name=e.token_name,
+            agreement=e.agreement,
+            fallback_from=e.fallback_from,
+        )
+
+    def _run(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(settings.PREDICTION_LOG_FLUSH_SECONDS):
+            try:
+                close_old_connections()
+                while (
+                    self.flush(limit=settings.PREDICTION_LOG_BATCH_SIZE) >= settings.PREDICTION_LOG_BATCH_SIZE
+                ):
+                    pass
+            except Exception:  # the writer must outlive a bad batch
+                logger.exception("prediction log writer failed")
+
+
+BUFFER = PredictionLogBuffer()
+
+
+def prune(older_than_days: int) -> int:
+    """Delete log rows older than ``older_than_days`` days; returns how many."""
+    from routing.models_serving import PredictionLog
+
+    cutoff = timezone.now() - timezone.timedelta(days=older_than_days)
+    deleted, _ = PredictionLog.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
