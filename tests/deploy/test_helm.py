@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.conftest import require_tool
 from tests.deploy.chart import (
     CHART,
     FULLNAME,
@@ -322,6 +324,8 @@ def test_rules_and_dashboards_in_the_chart_files_reach_the_manifests_unchanged(t
     """The templates themselves, with sample assets (monitoring/ may hold none yet)."""
     chart = tmp_path / "controlplane"
     shutil.copytree(CHART, chart)
+    for synced in [*chart.glob("files/alerts/*.yml"), *chart.glob("files/dashboards/*.json")]:
+        synced.unlink()
     rules = {
         "groups": [
             {
@@ -349,3 +353,12 @@ def test_rules_and_dashboards_in_the_chart_files_reach_the_manifests_unchanged(t
     assert rule["spec"]["groups"] == [*rules["groups"], {"name": "second", "rules": []}]
     configmap = next(d for d in docs if d["kind"] == "ConfigMap")
     assert configmap["data"] == {"sample.json": dashboard}
+
+
+def test_the_rendered_prometheus_rule_passes_promtool(tmp_path: Path) -> None:
+    promtool = require_tool("promtool", "checks the rendered alert rules")
+    rule = render("default").get("PrometheusRule", FULLNAME)
+    rules_file = tmp_path / "rendered.rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    result = subprocess.run([promtool, "check", "rules", str(rules_file)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
