@@ -110,7 +110,16 @@ def test_prometheus_multiprocess_files_live_in_a_memory_backed_volume() -> None:
     directory = env_of(web)["PROMETHEUS_MULTIPROC_DIR"]
     mounts = {m["mountPath"]: m["name"] for m in container(web)["volumeMounts"]}
     volumes = {v["name"]: v for v in pod_spec(web)["volumes"]}
-    assert volumes[mounts[directory]]["emptyDir"]["medium"] == "Memory"
+    # gunicorn.conf.py removes and recreates the directory at start: it must not be a mount point.
+    assert "shutil.rmtree" in (REPO / "controlplane" / "gunicorn.conf.py").read_text()
+    parent = str(Path(directory).parent)
+    assert directory not in mounts
+    assert volumes[mounts[parent]]["emptyDir"]["medium"] == "Memory"
+
+
+def test_the_number_of_gunicorn_workers_is_set_not_guessed_from_the_node() -> None:
+    web = render("default").get("Deployment", WEB)
+    assert env_of(web)["GUNICORN_WORKERS"] == "2"
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
@@ -305,6 +314,7 @@ def test_the_default_image_is_the_one_the_dockerfile_builds() -> None:
         (["--set", "replicaCount=2"], "replicaCount"),
         (["--set", "config.logLevel=LOUD"], "logLevel"),
         (["--set", "mlflowWebhook.url=ftp://x"], "mlflowWebhook.url"),
+        (["--set", "web.prometheusMultiprocDir=/multiproc"], "prometheusMultiprocDir"),
     ],
     ids=lambda v: v if isinstance(v, str) else v[1],
 )
