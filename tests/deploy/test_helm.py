@@ -105,6 +105,17 @@ def test_the_web_pods_run_gunicorn_with_the_probes_on_healthz_and_readyz() -> No
     assert web["resources"]["requests"]["cpu"] and web["resources"]["limits"]["memory"]
 
 
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_django_accepts_the_pod_ip_that_probes_and_prometheus_send_as_host(value_set: str) -> None:
+    web = render(value_set).get("Deployment", WEB)
+    names = [e["name"] for e in container(web)["env"]]
+    env = env_of(web)
+    assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    # Kubernetes expands $(POD_IP) only from variables defined earlier in the list.
+    assert names.index("POD_IP") < names.index("DJANGO_ALLOWED_HOSTS")
+    assert "$(POD_IP)" in env["DJANGO_ALLOWED_HOSTS"].split(",")
+
+
 def test_prometheus_multiprocess_files_live_in_a_memory_backed_volume() -> None:
     web = render("default").get("Deployment", WEB)
     directory = env_of(web)["PROMETHEUS_MULTIPROC_DIR"]

@@ -83,10 +83,15 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/* Environment shared by the web pods, the migration hook and the CronJobs. */}}
 {{- define "controlplane.env" -}}
+# Kubelet probes and Prometheus send Host: <pod IP>:<port>; Django must accept it.
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
 - name: DJANGO_DEBUG
   value: {{ .Values.config.debug | quote }}
 - name: DJANGO_ALLOWED_HOSTS
-  value: {{ include "controlplane.allowedHosts" . | quote }}
+  value: {{ printf "%s,$(POD_IP)" (include "controlplane.allowedHosts" .) | quote }}
 {{- with .Values.config.csrfTrustedOrigins }}
 - name: DJANGO_CSRF_TRUSTED_ORIGINS
   value: {{ join "," . | quote }}
