@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,6 +26,7 @@ from tests.deploy.chart import (
     container,
     control_plane_workloads,
     env_of,
+    helm,
     pod_spec,
     render,
     run_helm,
@@ -383,3 +386,28 @@ def test_the_rendered_prometheus_rule_passes_promtool(tmp_path: Path) -> None:
     rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     result = subprocess.run([promtool, "check", "rules", str(rules_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _documented_helm_commands() -> list[tuple[str, list[str]]]:
+    """`helm ...` lines (with continuations) from the bash blocks of the docs and helm/README."""
+    found = []
+    for path in [REPO / "docs" / "kubernetes.md", REPO / "helm" / "README.md"]:
+        for block in re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S):
+            for command in block.replace("\\\n", " ").splitlines():
+                if not re.match(r"\s*(\S*/)?helm ", command):
+                    continue
+                argv = shlex.split(command.split("  #")[0])
+                if argv[1] in ("install", "upgrade", "template", "lint"):
+                    found.append((f"{path.name}: {command.strip()[:60]}", argv[1:]))
+    return found
+
+
+def test_every_helm_command_in_the_docs_is_accepted_by_the_chart() -> None:
+    """install/upgrade are checked as `helm template` with the same values and the same schema."""
+    commands = _documented_helm_commands()
+    assert {argv[0] for _, argv in commands} >= {"install", "upgrade", "template", "lint"}
+    for where, argv in commands:
+        if argv[0] in ("install", "upgrade"):
+            argv = ["template", *[a for a in argv[1:] if a != "--reuse-values"]]
+        result = subprocess.run([helm(), *argv], capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert result.returncode == 0, f"{where}\n{result.stderr}"
