@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 from dataclasses import dataclass
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, User
 
 from registry.models import RegisteredModel
 from registry.services import registry_sync
+from routing.permissions import ROLE_GROUPS
 from tests.conftest import clone_version
 
 _counter = itertools.count(1)
@@ -57,7 +60,15 @@ def fresh_model(mlflow_server, trained_models) -> FreshModel:
     return make_model(mlflow_server.client(), trained_models)
 
 
+def role_groups_ensure() -> None:
+    """Recreate the role groups of migration 0001 (a transactional test's flush deletes them)."""
+    if Group.objects.filter(name__in=ROLE_GROUPS).count() < len(ROLE_GROUPS):
+        migration = importlib.import_module("routing.migrations.0001_initial")
+        migration.create_role_groups(django_apps, None)
+
+
 def role_user(username: str, *groups: str, staff: bool = True) -> User:
+    role_groups_ensure()
     user = User.objects.create_user(username, password="pw-" + username, is_staff=staff)
     for g in groups:
         user.groups.add(Group.objects.get(name=g))

@@ -1,0 +1,133 @@
+"""Races and outages: the governance changes stay whole when admins collide or MLflow is down."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection, connections
+from rest_framework.test import APIClient
+
+from registry.models import AuditEvent, RegisteredModel
+from registry.services import registry_sync
+from routing.models import Variant
+from routing.services import (
+    GovernanceError,
+    challenger_start,
+    endpoint_create,
+    endpoint_promote,
+    traffic_split_set,
+)
+from tests.conftest import clone_version, load_script
+
+
+def _roles(endpoint_name: str) -> dict[str, tuple[str, int]]:
+    return {v.name: (v.role, v.weight) for v in Variant.objects.filter(endpoint__name=endpoint_name)}
+
+
+@pytest.fixture
+def writers_can_wait(tmp_path: Path) -> Iterator[None]:
+    """Let concurrent writers queue on SQLite as they do in production.
+
+    The test database is in-memory with a shared cache, where a second writer gets "database
+    table is locked" at once instead of waiting. So, on SQLite only, the data is copied to a file
+    (WAL, busy timeout and BEGIN IMMEDIATE from settings, like production) for the test's
+    duration. PostgreSQL needs nothing: the endpoint's row lock is what is exercised there.
+    """
+    if connection.vendor != "sqlite" or not connection.is_in_memory_db():
+        yield
+        return
+    settings_dict = connections.settings["default"]
+    memory_name = settings_dict["NAME"]
+    keeper = sqlite3.connect(memory_name, uri=True)  # closing the last handle would drop the memory DB
+    target = sqlite3.connect(tmp_path / "race.sqlite3")
+    keeper.backup(target)
+    target.close()
+    settings_dict["NAME"] = str(tmp_path / "race.sqlite3")
+    connection.close()  # only now: Django ignores close() on an in-memory database
+    try:
+        yield
+    finally:
+        connection.close()
+        settings_dict["NAME"] = memory_name
+        keeper.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_split_changes_end_consistent_with_two_audit_rows(fresh_model, scientist, request):
+    endpoint_create(actor="system", name="race", model_name=fresh_model.name, champion_version=1, reason="r")
+    challenger_start(actor="system", endpoint_name="race", version=2, percent=20, reason="r")
+    request.getfixturevalue("writers_can_wait")
+    splits = [{"v1": 70, "v2": 30}, {"v1": 40, "v2": 60}]
+    barrier = threading.Barrier(len(splits))
+    errors: list[BaseException] = []
+
+    def change(weights: dict[str, int]) -> None:
+        try:
+            barrier.wait(timeout=10)
+            traffic_split_set(actor=scientist, endpoint_name="race", weights=weights, reason=f"set {weights}")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()  # each thread has its own connection
+
+    threads = [threading.Thread(target=change, args=(w,)) for w in splits]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert errors == []
+    events = list(AuditEvent.objects.filter(action="routing.traffic_split_set").order_by("id"))
+    assert len(events) == 2
+    # Serialised by the endpoint lock: the second change saw the first one's result as "before".
+    assert events[1].before == events[0].after
+    final = {n: w for n, (_, w) in _roles("race").items()}
+    assert final == {n: v["weight"] for n, v in events[1].after["variants"].items()}
+    assert final in splits
+    assert Variant.objects.filter(endpoint__name="race", role="champion").count() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_promotion_with_mlflow_down_changes_nothing_and_agrees_after_mlflow_returns(
+    mlflow_server_factory, use_mlflow, scientist
+):
+    server = mlflow_server_factory()
+    use_mlflow(server)
+    name = "outage-model"
+    load_script("train_sklearn").train_and_register(name)
+    client = server.client()
+    clone_version(client, name, client.get_model_version(name, "1"))
+    registry_sync(model_name=name)
+    endpoint_create(actor="system", name="out", model_name=name, champion_version=1, reason="r")
+    challenger_start(actor=scientist, endpoint_name="out", version=2, percent=20, reason="r")
+    before, audits = _roles("out"), AuditEvent.objects.count()
+
+    server.stop()
+    with pytest.raises(GovernanceError) as err:
+        endpoint_promote(actor=scientist, endpoint_name="out", variant_name="v2", reason="ship")
+    api = APIClient()
+    api.force_login(scientist)
+    response = api.post("/api/v1/endpoints/out/promote/", {"variant": "v2", "reason": "ship"}, format="json")
+
+    assert err.value.status == 503 and server.url in err.value.message
+    assert "Nothing was changed" in err.value.message
+    assert response.status_code == 503 and "Nothing was changed" in response.json()["error"]["message"]
+    assert _roles("out") == before and AuditEvent.objects.count() == audits
+    assert RegisteredModel.objects.get(name=name).aliases == {"champion": 1, "challenger": 2}
+
+    server.start()
+    mlflow_aliases = {a: int(v) for a, v in client.get_registered_model(name).aliases.items()}
+    assert (
+        mlflow_aliases == RegisteredModel.objects.get(name=name).aliases == {"champion": 1, "challenger": 2}
+    )
+
+    endpoint_promote(actor=scientist, endpoint_name="out", variant_name="v2", reason="ship")
+
+    assert _roles("out") == {"v1": ("previous_champion", 0), "v2": ("champion", 100)}
+    assert {a: int(v) for a, v in client.get_registered_model(name).aliases.items()} == {"champion": 2}
+    assert registry_sync(model_name=name).alias_changes == []
