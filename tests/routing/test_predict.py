@@ -197,3 +197,30 @@ def test_a_weight_change_is_served_after_the_next_refresh(serving):
     serving.refresh()
     answers = {serving.post("/predict/swap", body, token)["X-Model-Version"] for _ in range(20)}
     assert answers == {"2"}
+
+
+def test_a_shadow_gets_its_copy_off_the_response_path_and_its_agreement_is_recorded(serving):
+    from routing.shadow import RUNNER
+
+    serving.endpoint(
+        "shadowed",
+        [
+            {"name": "champ", "role": "champion", "version": 1, "weight": 1},
+            {"name": "shade", "role": "shadow", "version": 2, "mirror_percent": 100},
+        ],
+    )
+    token = serving.token()
+    serving.refresh()
+    columns, rows = breast_rows(40, start=150)
+    response = serving.post(
+        "/predict/shadowed", {"dataframe_split": {"columns": columns, "data": rows}}, token
+    )
+    assert response.status_code == 200 and response["X-Variant"] == "champ"
+    RUNNER.drain()
+    BUFFER.flush()
+    shadow = PredictionLog.objects.get(is_shadow=True)
+    served = PredictionLog.objects.get(is_shadow=False)
+    assert shadow.variant == "shade" and shadow.model_version == 2
+    assert shadow.request_id == served.request_id
+    expected = sum(a == b for a, b in zip(shadow.outputs, served.outputs, strict=True)) / 40
+    assert shadow.agreement == pytest.approx(expected) and 0.5 < expected <= 1.0
