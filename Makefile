@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format tools bench clean demo
+.PHONY: run test lint format tools bench clean sync-chart-assets
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ tools:
 
 bench: $(STAMP) tools
 	$(PY) bench/run.py
+
+## make sync-chart-assets: copy monitoring/ rules and dashboards into the chart (a test fails on drift).
+sync-chart-assets:
+	bash scripts/sync-chart-assets.sh
 
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache
