@@ -270,9 +270,13 @@ TABLE = RoutingTable()
 
 
 def readiness() -> list[str]:
-    """For /readyz: every active endpoint's champion is loaded (or remote)."""
+    """For /readyz: every active endpoint's champion is loaded (or remote).
+
+    Rebuilds the table rather than starting the refresher thread, so a probe (or a test that
+    calls /readyz) never leaves a thread behind; in a gunicorn worker the refresher already runs.
+    """
     try:
-        snapshot = TABLE.current()
+        snapshot = TABLE.refresh()
     except Exception as exc:
         return [f"routing table cannot be built: {type(exc).__name__}: {exc}"]
     problems = []

@@ -31,8 +31,16 @@ class NoVariant(Exception):
     """No variant of the endpoint can answer (503)."""
 
 
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):  # NumPy scalars from a pyfunc model's DataFrame answer
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> HttpResponse:
-    response = HttpResponse(json.dumps(body), status=status, content_type="application/json")
+    response = HttpResponse(json.dumps(body, default=_plain), status=status, content_type="application/json")
     for name, value in (headers or {}).items():
         response[name] = value
     return response
