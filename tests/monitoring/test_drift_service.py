@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from sklearn.datasets import load_breast_cancer
 
@@ -87,7 +87,12 @@ def test_compute_drift_command_limits_itself_to_the_window(trained_models, capsy
     _log("old", "champion", name, version, _breast_cancer_rows(), at=timezone.now() - timedelta(hours=3))
     _log("new", "champion", name, version, _breast_cancer_rows(shift_sd=1.0))
 
-    call_command("compute_drift", "--window-minutes", "60")
+    call_command("compute_drift", "--window", "60m")
 
     assert set(DriftResult.objects.values_list("endpoint", flat=True)) == {"new"}
     assert f"new/champion v{version} {SHIFTED}: PSI" in capsys.readouterr().out
+
+
+def test_compute_drift_refuses_a_window_it_cannot_read(db):
+    with pytest.raises(CommandError, match="--window"):
+        call_command("compute_drift", "--window", "an hour")
