@@ -2,8 +2,8 @@
 
 Both are read-only: results come from ``compute_drift``, references from MLflow or the log.
 The per-endpoint panel (traffic share and drift per variant) is the ``endpoint_monitoring_panel``
-template tag, included on routing's Endpoint change page by
-``templates/admin/routing/endpoint/change_form.html`` and shown on the drift overview here.
+template tag, shown on the drift overview here and added below routing's Endpoint change page
+by ``attach_panel_to_endpoint_admin`` (monitoring reads routing; routing never imports us).
 """
 
 from __future__ import annotations
@@ -108,3 +108,28 @@ class DriftReferenceAdmin(ReadOnlyAdmin):
     @admin.display(description="Features")
     def feature_count(self, obj: DriftReference) -> int:
         return len(obj.reference.get("features", {}))
+
+
+ROUTING_ENDPOINT_TEMPLATE = "admin/routing/endpoint/change_form.html"
+
+
+def attach_panel_to_endpoint_admin(site: admin.AdminSite = admin.site) -> bool:
+    """Show traffic and drift per variant at the bottom of routing's Endpoint change page.
+
+    Our template extends routing's, so the governance buttons stay; if routing changes its
+    template, the panel is left off rather than hiding routing's page.
+    """
+    from routing.models import Endpoint
+
+    try:
+        endpoint_admin = site.get_model_admin(Endpoint)
+    except admin.sites.NotRegistered:
+        return False
+    if endpoint_admin.change_form_template != ROUTING_ENDPOINT_TEMPLATE:
+        return False
+    endpoint_admin.change_form_template = "monitoring/admin/endpoint_change_form.html"
+    return True
+
+
+# Admin modules are imported in INSTALLED_APPS order, so routing's EndpointAdmin is registered.
+attach_panel_to_endpoint_admin()

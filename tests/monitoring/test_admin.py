@@ -88,3 +88,15 @@ def test_drift_results_cannot_be_edited_in_the_admin(admin_client, make_endpoint
     response = admin_client.post(reverse("admin:monitoring_driftresult_change", args=[pk]), {"psi": "0"})
     assert response.status_code == 403
     assert DriftResult.objects.get().psi == 0.05
+
+
+def test_the_endpoint_page_shows_traffic_and_drift_below_the_governance_buttons(admin_client, make_endpoint):
+    endpoint = make_endpoint("demo", VARIANTS)
+    _results("champion", 1, "mean radius", [0.05, 0.3])
+
+    response = admin_client.get(reverse("admin:routing_endpoint_change", args=[endpoint.pk]))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Traffic and drift of demo" in html and "psi-sparkline" in html
+    assert 'id="governance-actions"' in html  # routing's own template still renders
