@@ -18,7 +18,12 @@ def _run_demo() -> str:
 
 
 @pytest.mark.django_db
-def test_demo_registers_models_creates_a_90_10_endpoint_and_prints_a_working_curl(mlflow_server, client):
+def test_demo_registers_models_creates_a_90_10_endpoint_and_prints_a_working_curl(
+    mlflow_server, trained_models, client, settings
+):
+    from tests.routing.serving_fixtures import start_serving
+
+    start_serving(settings)
     first = _run_demo()
 
     endpoint = Endpoint.objects.get(name="demo")
@@ -33,6 +38,9 @@ def test_demo_registers_models_creates_a_90_10_endpoint_and_prints_a_working_cur
     token_line = next(line for line in first.splitlines() if line.startswith("Service token"))
     assert token_line in second
 
+    from routing import table
+
+    table.TABLE.refresh()  # what the background refresher does within a second
     curl = next(line for line in first.splitlines() if line.startswith("curl "))
     args = shlex.split(curl)
     body = json.loads(args[args.index("-d") + 1])
