@@ -11,7 +11,6 @@ moved by a failed attempt are put back where they were (best effort; a later
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.conf import settings
@@ -22,14 +21,13 @@ from registry import mlflow_client
 from registry.audit import audit_record
 from registry.models import ModelVersion, RegisteredModel
 from routing.errors import GovernanceError
+from routing.mlflow_sync import ALIASES, alias_put, desired_aliases, mirror_update, mlflow_apply
 from routing.models import Endpoint, PromotionRequest, Variant
 from routing.permissions import Actor, permission_check
 
 __all__ = ["GovernanceError"]  # re-exported: front doors catch routing.services.GovernanceError
 
 Role = Variant.Role
-TAG_PREFIX = "controlplane."
-ALIASES = ("champion", "challenger")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -163,95 +161,6 @@ def _weights_must_serve(endpoint: Endpoint) -> None:
         raise GovernanceError("weights_zero", "Weights must not all be zero: at least one must be positive.")
 
 
-def _actor_name(actor: Actor) -> str:
-    return actor if isinstance(actor, str) else actor.get_username()
-
-
-# --- MLflow: aliases and tags, applied inside the caller's transaction ------------------------
-
-
-def _desired_aliases(endpoint: Endpoint) -> dict[str, int | None]:
-    serving = list(endpoint.variants.filter(role__in=Variant.WEIGHTED_ROLES).select_related("model_version"))
-    champion = next((v for v in serving if v.role == Role.CHAMPION), None)
-    challengers = sorted((v for v in serving if v.role == Role.CHALLENGER), key=lambda v: (-v.weight, v.pk))
-    return {
-        "champion": champion.model_version.version if champion else None,
-        "challenger": challengers[0].model_version.version if challengers else None,
-    }
-
-
-def _alias_put(name: str, alias: str, version: int | None) -> None:
-    if version is None:
-        mlflow_client.alias_delete(name=name, alias=alias)
-    else:
-        mlflow_client.alias_set(name=name, alias=alias, version=version)
-
-
-def _mlflow_apply(endpoint: Endpoint, actor: Actor, reason: str, changed: list[Variant]) -> None:
-    """Move aliases and tag the versions whose role changed, then update the registry mirror."""
-    model = RegisteredModel.objects.select_for_update().get(pk=endpoint.registered_model_id)
-    before = {a: model.aliases.get(a) for a in ALIASES}
-    wanted = _desired_aliases(endpoint)
-    moved: list[str] = []
-    try:
-        for alias in ALIASES:
-            if before[alias] != wanted[alias]:
-                _alias_put(model.name, alias, wanted[alias])
-                moved.append(alias)
-        tags = _tags_apply(model.name, endpoint, actor, reason, changed)
-    except mlflow_client.MlflowUnavailable as exc:
-        for alias in moved:  # undo what already moved; the transaction undoes the rest
-            try:
-                _alias_put(model.name, alias, before[alias])
-            except mlflow_client.MlflowUnavailable:
-                pass
-        raise GovernanceError(
-            "mlflow_unavailable", f"Nothing was changed: MLflow could not be updated. {exc}", status=503
-        ) from exc
-    _mirror_update(model, wanted, tags)
-
-
-def _tags_apply(
-    model_name: str, endpoint: Endpoint, actor: Actor, reason: str, changed: list[Variant]
-) -> dict[int, dict[str, str]]:
-    now = timezone.now().astimezone(dt.UTC).isoformat(timespec="seconds")
-    written: dict[int, dict[str, str]] = {}
-    for v in changed:
-        tags = {
-            f"{TAG_PREFIX}endpoint": endpoint.name,
-            f"{TAG_PREFIX}role": v.role,
-            f"{TAG_PREFIX}role_changed_by": _actor_name(actor),
-            f"{TAG_PREFIX}role_changed_at": now,
-            f"{TAG_PREFIX}role_change_reason": reason[:5000],
-        }
-        if v.role == Role.CHAMPION:
-            tags[f"{TAG_PREFIX}promoted_by"] = _actor_name(actor)
-            tags[f"{TAG_PREFIX}promoted_at"] = now
-            tags[f"{TAG_PREFIX}promotion_reason"] = reason[:5000]
-        for key, value in tags.items():
-            mlflow_client.version_tag_set(
-                name=model_name, version=v.model_version.version, key=key, value=value
-            )
-        written[v.model_version.version] = tags
-    return written
-
-
-def _mirror_update(
-    model: RegisteredModel, wanted: dict[str, int | None], tags: dict[int, dict[str, str]]
-) -> None:
-    # Keeping the mirror equal to MLflow means the next registry_sync sees no "external change".
-    aliases = {a: v for a, v in model.aliases.items() if a not in ALIASES}
-    aliases.update({a: v for a, v in wanted.items() if v is not None})
-    model.aliases = aliases
-    model.save(update_fields=["aliases"])
-    for mv in model.versions.select_for_update():
-        new_aliases = sorted(a for a, v in aliases.items() if v == mv.version)
-        new_tags = {**mv.tags, **tags.get(mv.version, {})}
-        if new_aliases != mv.aliases or new_tags != mv.tags:
-            mv.aliases, mv.tags = new_aliases, new_tags
-            mv.save(update_fields=["aliases", "tags"])
-
-
 # --- endpoints ---------------------------------------------------------------------------------
 
 
@@ -296,7 +205,7 @@ def endpoint_create(
         endpoint=endpoint, name=f"v{mv.version}", role=Role.CHAMPION, model_version=mv, weight=100
     )
     _audit(actor, "endpoint_created", endpoint, {}, reason)
-    _mlflow_apply(endpoint, actor, reason, [champion])
+    mlflow_apply(endpoint, actor, reason, [champion])
     return endpoint
 
 
@@ -365,7 +274,7 @@ def challenger_start(
     _variant_save(variant)
     _weights_must_serve(endpoint)
     _audit(actor, "challenger_started", endpoint, before, reason, variant=variant.name)
-    _mlflow_apply(endpoint, actor, reason, [variant])
+    mlflow_apply(endpoint, actor, reason, [variant])
     return variant
 
 
@@ -413,7 +322,7 @@ def traffic_split_set(*, actor: Actor, endpoint_name: str, weights: dict[str, in
             weighted[n].save(update_fields=["weight", "updated_at"])
     endpoint.save(update_fields=["updated_at"])
     _audit(actor, "traffic_split_set", endpoint, before, reason)
-    _mlflow_apply(endpoint, actor, reason, [])  # the highest-weight challenger holds the alias
+    mlflow_apply(endpoint, actor, reason, [])  # the highest-weight challenger holds the alias
     return endpoint
 
 
@@ -523,7 +432,7 @@ def _promote(
         variant=variant
     ).update(status=PromotionRequest.Status.SUPERSEDED)
     _audit(actor, "endpoint_promoted", endpoint, before, reason, variant=variant.name, **verdict, **extra)
-    _mlflow_apply(endpoint, actor, reason, [variant, champion])
+    mlflow_apply(endpoint, actor, reason, [variant, champion])
     return variant
 
 
@@ -657,7 +566,7 @@ def endpoint_rollback(*, actor: Actor, endpoint_name: str, reason: str) -> Varia
     previous.save(update_fields=["role", "weight", "updated_at"])
     _weights_must_serve(endpoint)
     _audit(actor, "endpoint_rolled_back", endpoint, before, reason, variant=previous.name)
-    _mlflow_apply(endpoint, actor, reason, [previous, champion])
+    mlflow_apply(endpoint, actor, reason, [previous, champion])
     return previous
 
 
@@ -665,12 +574,12 @@ def endpoint_rollback(*, actor: Actor, endpoint_name: str, reason: str) -> Varia
 def endpoint_aliases_reconcile(*, endpoint_name: str, actor: Actor = "system") -> dict[str, int | None]:
     """Push the database's champion/challenger to MLflow (after an outage cut a change short)."""
     endpoint = _endpoint_locked(endpoint_name)
-    wanted = _desired_aliases(endpoint)
+    wanted = desired_aliases(endpoint)
     model = RegisteredModel.objects.select_for_update().get(pk=endpoint.registered_model_id)
     try:
         for alias in ALIASES:
-            _alias_put(model.name, alias, wanted[alias])
+            alias_put(model.name, alias, wanted[alias])
     except mlflow_client.MlflowUnavailable as exc:
         raise GovernanceError("mlflow_unavailable", str(exc), status=503) from exc
-    _mirror_update(model, wanted, {})
+    mirror_update(model, wanted, {})
     return wanted

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
@@ -53,6 +55,7 @@ def writers_can_wait(tmp_path: Path) -> Iterator[None]:
     finally:
         connection.close()
         settings_dict["NAME"] = memory_name
+        connection.ensure_connection()  # reopen before the keeper lets go, or the memory DB is gone
         keeper.close()
 
 
@@ -131,3 +134,18 @@ def test_promotion_with_mlflow_down_changes_nothing_and_agrees_after_mlflow_retu
     assert _roles("out") == {"v1": ("previous_champion", 0), "v2": ("champion", 100)}
     assert {a: int(v) for a, v in client.get_registered_model(name).aliases.items()} == {"champion": 2}
     assert registry_sync(model_name=name).alias_changes == []
+
+
+@pytest.mark.django_db
+def test_reconcile_puts_back_aliases_moved_outside_the_control_plane(fresh_model, mlflow_server):
+    endpoint_create(actor="system", name="rec", model_name=fresh_model.name, champion_version=1, reason="r")
+    challenger_start(actor="system", endpoint_name="rec", version=2, percent=20, reason="r")
+    client = mlflow_server.client()
+    client.set_registered_model_alias(fresh_model.name, "champion", "3")
+    client.delete_registered_model_alias(fresh_model.name, "challenger")
+
+    call_command("reconcile_aliases", "--endpoint", "rec", stdout=io.StringIO())
+
+    aliases = {a: int(v) for a, v in client.get_registered_model(fresh_model.name).aliases.items()}
+    assert aliases == {"champion": 1, "challenger": 2}
+    assert registry_sync(model_name=fresh_model.name).alias_changes == []
