@@ -318,6 +318,13 @@ def test_prometheus_sees_every_request_drift_on_the_shifted_feature_and_evaluate
     assert _value(stack, f'controlplane_drift_reference_info{{{champ},reference_kind="training"}}') == 1
     assert _value(stack, f"sum(controlplane_traffic_weight{{{selector}}})") == pytest.approx(1.0)
 
+    # The merged exposition of both workers (and the dead one's counters) is clean for promtool.
+    promtool = require_tool("promtool", "checks the multiprocess /metrics exposition")
+    with urllib.request.urlopen(f"{stack.app_url}/metrics", timeout=30) as response:
+        exposition = response.read()
+    check = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=60)
+    assert (check.returncode, check.stdout, check.stderr) == (0, b"", b""), check.stdout + check.stderr
+
     # Give the recording rules and rate() windows a few samples, then evaluate everything.
     time.sleep(5)
     errors, empty = [], []
