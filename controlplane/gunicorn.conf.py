@@ -44,6 +44,16 @@ def post_worker_init(worker: Any) -> None:
         worker.log.warning("routing table not built at start: %s", exc)
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    # Rows still queued in this worker would be lost silently on a graceful restart.
+    try:
+        from routing.prediction_log import BUFFER
+
+        BUFFER.flush()
+    except Exception as exc:
+        worker.log.warning("prediction log not flushed at exit: %s", exc)
+
+
 def child_exit(server: Any, worker: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
