@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
 from sklearn.datasets import load_breast_cancer
@@ -21,6 +20,8 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+
+import mlflow
 
 EXPERIMENT = "controlplane-demo"
 
@@ -37,35 +38,44 @@ def train_and_register(name: str, *, c: float = 1.0, seed: int = 0) -> str:
     model = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(C=c, max_iter=1000))]).fit(
         x_train, y_train
     )
+    params = {"model": "logistic_regression", "C": c, "seed": seed}
+    return log_and_register(name, model, mlflow.sklearn, params, (x_train, x_val, y_val))
+
+
+def log_and_register(
+    name: str, model: object, flavor: object, params: dict, data: tuple[pd.DataFrame, pd.DataFrame, pd.Series]
+) -> str:
+    """Log params, validation metrics, the model with its signature and input example, and the
+    drift reference, in one run; register the model under ``name``. Shared by both examples."""
+    x_train, x_val, y_val = data
     mlflow.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=f"{name}-sklearn") as run:
-        mlflow.log_params({"model": "logistic_regression", "C": c, "seed": seed})
-        proba = model.predict_proba(x_val)[:, 1]
+    with mlflow.start_run(run_name=f"{name}-{params['model']}") as run:
+        mlflow.log_params(params)
         mlflow.log_metrics(
             {
-                "val_auc": float(roc_auc_score(y_val, proba)),
+                "val_auc": float(roc_auc_score(y_val, model.predict_proba(x_val)[:, 1])),
                 "val_accuracy": float(accuracy_score(y_val, model.predict(x_val))),
             }
         )
-        signature = infer_signature(x_train, model.predict(x_train))
-        info = mlflow.sklearn.log_model(
+        train_predictions = model.predict(x_train)
+        info = flavor.log_model(
             model,
             name="model",
-            signature=signature,
+            signature=infer_signature(x_train, train_predictions),
             input_example=x_train.head(3),
             registered_model_name=name,
         )
-        _log_drift_reference(model, x_train, run.info.run_id)
+        _log_drift_reference(x_train, train_predictions, run.info.run_id)
     return str(info.registered_model_version)
 
 
-def _log_drift_reference(model: Pipeline, x_train: pd.DataFrame, run_id: str) -> None:
+def _log_drift_reference(x_train: pd.DataFrame, predictions: object, run_id: str) -> None:
     """Log the training distribution the control plane compares live traffic against."""
     try:
         from monitoring.drift_reference import log_drift_reference
     except ImportError:  # running outside the control plane's checkout
         return
-    log_drift_reference(x_train, model.predict(x_train), run_id=run_id)
+    log_drift_reference(x_train, predictions, run_id=run_id)
 
 
 def main() -> None:
