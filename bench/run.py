@@ -244,10 +244,50 @@ def main() -> None:
             stop(serve)
             procs.remove(serve)
         report(results)
+        telemetry_cost(env, columns, rows, token, tmp, gunicorn, port)
     finally:
         for proc in procs:
             stop(proc)
         server.stop()
+
+
+def telemetry_cost(
+    env: dict[str, str],
+    columns: list[str],
+    rows: list,
+    token: str,
+    tmp: Path,
+    on: subprocess.Popen,
+    port: int,
+) -> None:
+    """One-row requests at concurrency 8 with metrics + prediction log on, then off (issue 5's budget)."""
+    body = json.dumps({"dataframe_split": {"columns": columns, "data": rows[:1]}})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    with_telemetry = wrk(f"http://127.0.0.1:{port}/predict/sk", body, headers, 8, tmp)
+    stop(on)
+    off_port = free_port()
+    off = start(
+        [
+            str(BIN / "gunicorn"),
+            "-c",
+            str(REPO / "controlplane/gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{off_port}",
+            "controlplane.wsgi:application",
+        ],
+        dict(env, CONTROLPLANE_TELEMETRY="false"),
+        tmp / "gunicorn-telemetry-off.log",
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{off_port}/healthz", 120, off)
+        without = wrk(f"http://127.0.0.1:{off_port}/predict/sk", body, headers, 8, tmp)
+    finally:
+        stop(off)
+    cost = 1 - with_telemetry["rps"] / without["rps"] if without["rps"] else float("nan")
+    print(
+        f"telemetry (metrics + prediction log), sklearn one row c=8: on {with_telemetry['rps']:.0f} req/s, "
+        f"off {without['rps']:.0f} req/s, cost {cost:.1%} of throughput (budget 10%)"
+    )
 
 
 def report(results: list) -> None:

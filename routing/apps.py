@@ -8,3 +8,11 @@ class RoutingConfig(AppConfig):
 
     name = "routing"
     verbose_name = "Routing and traffic"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        if not settings.TELEMETRY_ENABLED:
+            from monitoring import metrics
+
+            metrics.set_enabled(False)

@@ -82,6 +82,8 @@ class PredictionLogBuffer:
 
     def record(self, entry: LogEntry) -> bool:
         """Queue one entry without blocking; False (and counted) when the buffer is full."""
+        if not settings.TELEMETRY_ENABLED:
+            return True
         try:
             self._ensure().put_nowait(entry)
         except queue.Full:
