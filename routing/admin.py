@@ -293,3 +293,6 @@ class GovernedModelVersionAdmin(ModelVersionAdmin):
 
 admin.site.unregister(ModelVersion)
 admin.site.register(ModelVersion, GovernedModelVersionAdmin)
+
+# Service tokens (revocable) and the read-only prediction log.
+from routing import admin_serving  # noqa: E402, F401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -66,8 +67,9 @@ def scoring_server(mlflow_server, trained_models, tmp_path_factory) -> Iterator[
         wait_http(f"http://127.0.0.1:{port}/ping", 120, proc)
     except Exception:
         if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-        raise RuntimeError(log.read_text()[-3000:]) from None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+        raise RuntimeError(f"mlflow models serve failed to start:\n{log.read_text()[-3000:]}") from None
     yield f"http://127.0.0.1:{port}"
     os.killpg(proc.pid, 15)
     proc.wait(timeout=20)
