@@ -51,104 +51,271 @@ def remove_role_groups(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('registry', '0001_initial'),
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('contenttypes', '0002_remove_content_type_name'),
+        ("registry", "0001_initial"),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("contenttypes", "0002_remove_content_type_name"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Endpoint',
+            name="Endpoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=100, unique=True)),
-                ('description', models.TextField(blank=True, default='')),
-                ('is_active', models.BooleanField(default=True, help_text='Paused endpoints serve nothing (503).')),
-                ('gate_metric', models.CharField(blank=True, default='', help_text='Run metric a challenger must match or beat to be promoted (e.g. val_auc); empty: no gate.', max_length=128)),
-                ('gate_mode', models.CharField(choices=[('higher_is_better', 'Higher is better'), ('lower_is_better', 'Lower is better')], default='higher_is_better', max_length=32)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('registered_model', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='endpoints', to='registry.registeredmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(max_length=100, unique=True)),
+                ("description", models.TextField(blank=True, default="")),
+                (
+                    "is_active",
+                    models.BooleanField(default=True, help_text="Paused endpoints serve nothing (503)."),
+                ),
+                (
+                    "gate_metric",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="Run metric a challenger must match or beat to be promoted (e.g. val_auc); empty: no gate.",
+                        max_length=128,
+                    ),
+                ),
+                (
+                    "gate_mode",
+                    models.CharField(
+                        choices=[
+                            ("higher_is_better", "Higher is better"),
+                            ("lower_is_better", "Lower is better"),
+                        ],
+                        default="higher_is_better",
+                        max_length=32,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "registered_model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="endpoints",
+                        to="registry.registeredmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'permissions': [('start_challenger', 'Can start a challenger or shadow'), ('set_traffic', 'Can set the traffic split'), ('request_promotion', 'Can request a promotion'), ('approve_promotion', 'Can approve a promotion requested by someone else'), ('promote_endpoint', 'Can promote a challenger to champion'), ('rollback_endpoint', 'Can roll back to the previous champion'), ('pause_endpoint', 'Can pause and resume an endpoint')],
+                "ordering": ["name"],
+                "permissions": [
+                    ("start_challenger", "Can start a challenger or shadow"),
+                    ("set_traffic", "Can set the traffic split"),
+                    ("request_promotion", "Can request a promotion"),
+                    ("approve_promotion", "Can approve a promotion requested by someone else"),
+                    ("promote_endpoint", "Can promote a challenger to champion"),
+                    ("rollback_endpoint", "Can roll back to the previous champion"),
+                    ("pause_endpoint", "Can pause and resume an endpoint"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Variant',
+            name="Variant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=100)),
-                ('role', models.CharField(choices=[('champion', 'Champion'), ('challenger', 'Challenger'), ('shadow', 'Shadow'), ('previous_champion', 'Previous champion'), ('retired', 'Retired')], max_length=32)),
-                ('weight', models.PositiveIntegerField(default=0, help_text='Relative traffic weight.')),
-                ('mirror_percent', models.PositiveSmallIntegerField(default=0, help_text='Shadows only: % of requests copied to this variant.')),
-                ('backend', models.CharField(choices=[('inprocess', 'In process'), ('remote', 'Remote MLflow scoring server')], default='inprocess', max_length=16)),
-                ('remote_url', models.URLField(blank=True, default='', help_text='Remote backend only: the scoring server.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('endpoint', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='variants', to='routing.endpoint')),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='variants', to='registry.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(max_length=100)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("champion", "Champion"),
+                            ("challenger", "Challenger"),
+                            ("shadow", "Shadow"),
+                            ("previous_champion", "Previous champion"),
+                            ("retired", "Retired"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("weight", models.PositiveIntegerField(default=0, help_text="Relative traffic weight.")),
+                (
+                    "mirror_percent",
+                    models.PositiveSmallIntegerField(
+                        default=0, help_text="Shadows only: % of requests copied to this variant."
+                    ),
+                ),
+                (
+                    "backend",
+                    models.CharField(
+                        choices=[("inprocess", "In process"), ("remote", "Remote MLflow scoring server")],
+                        default="inprocess",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "remote_url",
+                    models.URLField(
+                        blank=True, default="", help_text="Remote backend only: the scoring server."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "endpoint",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="variants",
+                        to="routing.endpoint",
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="variants",
+                        to="registry.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['endpoint__name', 'role', 'name'],
+                "ordering": ["endpoint__name", "role", "name"],
             },
         ),
         migrations.CreateModel(
-            name='PromotionRequest',
+            name="PromotionRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('applied', 'Approved and applied'), ('rejected', 'Rejected'), ('superseded', 'Superseded')], default='pending', max_length=16)),
-                ('reason', models.TextField()),
-                ('gate_override_reason', models.TextField(blank=True, default='')),
-                ('decision_reason', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('decided_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('endpoint', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='promotion_requests', to='routing.endpoint')),
-                ('requested_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('variant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='promotion_requests', to='routing.variant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("applied", "Approved and applied"),
+                            ("rejected", "Rejected"),
+                            ("superseded", "Superseded"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.TextField()),
+                ("gate_override_reason", models.TextField(blank=True, default="")),
+                ("decision_reason", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "endpoint",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="promotion_requests",
+                        to="routing.endpoint",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "variant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="promotion_requests",
+                        to="routing.variant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='variant',
-            constraint=models.UniqueConstraint(fields=('endpoint', 'name'), name='routing_variant_name_unique'),
+            model_name="variant",
+            constraint=models.UniqueConstraint(
+                fields=("endpoint", "name"), name="routing_variant_name_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='variant',
-            constraint=models.UniqueConstraint(fields=('endpoint', 'model_version'), name='routing_variant_version_unique'),
+            model_name="variant",
+            constraint=models.UniqueConstraint(
+                fields=("endpoint", "model_version"), name="routing_variant_version_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='variant',
-            constraint=models.UniqueConstraint(condition=models.Q(('role', 'champion')), fields=('endpoint',), name='routing_one_champion'),
+            model_name="variant",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("role", "champion")), fields=("endpoint",), name="routing_one_champion"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='variant',
-            constraint=models.UniqueConstraint(condition=models.Q(('role', 'previous_champion')), fields=('endpoint',), name='routing_one_previous_champion'),
+            model_name="variant",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("role", "previous_champion")),
+                fields=("endpoint",),
+                name="routing_one_previous_champion",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='variant',
-            constraint=models.CheckConstraint(condition=models.Q(('weight__gte', 0), models.Q(('role__in', ['champion', 'challenger']), ('weight', 0), _connector='OR')), name='routing_weight_only_on_champion_and_challengers'),
+            model_name="variant",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("weight__gte", 0),
+                    models.Q(("role__in", ["champion", "challenger"]), ("weight", 0), _connector="OR"),
+                ),
+                name="routing_weight_only_on_champion_and_challengers",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='variant',
-            constraint=models.CheckConstraint(condition=models.Q(('mirror_percent__gte', 0), ('mirror_percent__lte', 100), models.Q(('role', 'shadow'), ('mirror_percent', 0), _connector='OR')), name='routing_mirror_percent_only_on_shadows'),
+            model_name="variant",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("mirror_percent__gte", 0),
+                    ("mirror_percent__lte", 100),
+                    models.Q(("role", "shadow"), ("mirror_percent", 0), _connector="OR"),
+                ),
+                name="routing_mirror_percent_only_on_shadows",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='variant',
-            constraint=models.CheckConstraint(condition=models.Q(('backend', 'inprocess'), models.Q(('remote_url', ''), _negated=True), _connector='OR'), name='routing_remote_backend_has_url'),
+            model_name="variant",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("backend", "inprocess"), models.Q(("remote_url", ""), _negated=True), _connector="OR"
+                ),
+                name="routing_remote_backend_has_url",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='promotionrequest',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'pending')), fields=('endpoint',), name='routing_one_pending_promotion'),
+            model_name="promotionrequest",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "pending")),
+                fields=("endpoint",),
+                name="routing_one_pending_promotion",
+            ),
         ),
         migrations.RunPython(create_role_groups, remove_role_groups),
     ]

@@ -132,7 +132,9 @@ def test_register_mlflow_webhook_is_idempotent(mlflow_server):
     from django.core.management import call_command
 
     for _ in range(2):
-        call_command("register_mlflow_webhook", "--url", "http://127.0.0.1:8000/hooks/mlflow", "--name", "cp-test")
+        call_command(
+            "register_mlflow_webhook", "--url", "http://127.0.0.1:8000/hooks/mlflow", "--name", "cp-test"
+        )
     hooks = [h for h in mlflow_server.client().list_webhooks() if h.name == "cp-test"]
     assert len(hooks) == 1
     assert hooks[0].url == "http://127.0.0.1:8000/hooks/mlflow"
