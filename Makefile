@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format tools bench clean sync-chart-assets
+.PHONY: run test lint format tools bench clean sync-chart-assets screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench: $(STAMP) tools
 ## make sync-chart-assets: copy monitoring/ rules and dashboards into the chart (a test fails on drift).
 sync-chart-assets:
 	bash scripts/sync-chart-assets.sh
+
+## make screenshots: rerun the browser test and refresh docs/screenshots/.
+screenshots: $(STAMP) tools
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/routing/test_browser.py -q
 
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache
