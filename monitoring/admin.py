@@ -8,8 +8,6 @@ by ``attach_panel_to_endpoint_admin`` (monitoring reads routing; routing never i
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -19,17 +17,7 @@ from django.utils.html import format_html
 from monitoring.charts import psi_sparkline
 from monitoring.drift import PSI_THRESHOLD
 from monitoring.models import DriftReference, DriftResult
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from registry.admin import ReadOnlyAdmin
 
 
 @admin.register(DriftResult)

@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from registry.admin import ModelVersionAdmin
+from registry.admin import ModelVersionAdmin, ReadOnlyAdmin
 from registry.models import ModelVersion
 from routing import forms, services
 from routing.errors import GovernanceError
@@ -246,21 +246,12 @@ class EndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(Variant)
-class VariantAdmin(admin.ModelAdmin):
+class VariantAdmin(ReadOnlyAdmin):
     """Every variant ever, retired ones included; read-only (change them on the endpoint page)."""
 
     list_display = ("endpoint", "name", "role", "model_version", "weight", "mirror_percent", "backend")
     list_filter = ("role", "backend", "endpoint")
     list_select_related = ("endpoint", "model_version__registered_model")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(PromotionRequest)
