@@ -110,15 +110,20 @@ def is_enabled() -> bool:
     return _state["enabled"]
 
 
+def _version_label(outcome: str, model_version: int | str) -> str:
+    """Refuse an outcome outside the bounded set; the version as a label value."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome {outcome!r} is not one of {sorted(OUTCOMES)}")
+    return str(model_version)
+
+
 def record_prediction(
     endpoint: str, variant: str, model_version: int | str, outcome: str, seconds: float | None = None
 ) -> None:
     """Count one /predict answer; ``seconds`` is the time in the model, when it was called."""
     if not _state["enabled"]:
         return
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome {outcome!r} is not one of {sorted(OUTCOMES)}")
-    version = str(model_version)
+    version = _version_label(outcome, model_version)
     PREDICTIONS.labels(endpoint, variant, version, outcome).inc()
     if seconds is not None:
         PREDICTION_LATENCY.labels(endpoint, variant, version).observe(seconds)
@@ -146,9 +151,7 @@ def record_shadow(
     """One mirrored prediction; ``agreed`` is None when there was nothing to compare."""
     if not _state["enabled"]:
         return
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome {outcome!r} is not one of {sorted(OUTCOMES)}")
-    version = str(model_version)
+    version = _version_label(outcome, model_version)
     SHADOW_PREDICTIONS.labels(endpoint, variant, version, outcome).inc()
     if agreed is not None:
         SHADOW_AGREEMENT.labels(endpoint, variant, version, "true" if agreed else "false").inc()

@@ -70,7 +70,7 @@ def _read_body(request: HttpRequest) -> bytes:
     return body
 
 
-def _choose(request: HttpRequest, route: EndpointRoute, payload: Payload, can_override: bool) -> VariantRoute:
+def _choose(request: HttpRequest, route: EndpointRoute, unit_key: str, can_override: bool) -> VariantRoute:
     forced = request.META.get("HTTP_X_VARIANT", "")
     if forced:
         if not can_override:
@@ -81,7 +81,6 @@ def _choose(request: HttpRequest, route: EndpointRoute, payload: Payload, can_ov
                 400, "unknown_variant", f"no serving variant {forced!r}", {"variants": sorted(route.by_name)}
             )
         return variant
-    unit_key = request.META.get("HTTP_X_UNIT_KEY", "") or payload.unit_key
     variant = pick_sticky(route, unit_key) if unit_key else pick_random(route)
     if variant is None:
         raise NoVariant(f"endpoint {route.name} has no variant with traffic")
@@ -126,6 +125,13 @@ def _serve(
     return champion, batch, outputs, time.perf_counter() - started, variant.name
 
 
+def _count_failure(endpoint: str | None, outcome: str, started: float) -> None:
+    # Unknown endpoint names are not counted: they would make the endpoint label unbounded.
+    if endpoint is not None:
+        metrics.record_prediction(endpoint, "", "", outcome)
+        metrics.record_request(endpoint, time.perf_counter() - started)
+
+
 @csrf_exempt
 def predict(request: HttpRequest, endpoint: str | None = None) -> HttpResponse:
     """The routed, MLflow-compatible scoring endpoint."""
@@ -146,21 +152,17 @@ def predict(request: HttpRequest, endpoint: str | None = None) -> HttpResponse:
         payload = parse(_read_body(request), request.META.get("CONTENT_TYPE", ""))
         if not route.is_active:
             raise NoVariant(f"endpoint {name} is paused")
-        variant = _choose(request, route, payload, token.can_override)
+        unit_key = request.META.get("HTTP_X_UNIT_KEY", "") or payload.unit_key
+        variant = _choose(request, route, unit_key, token.can_override)
         batch = validate(payload, variant.schema, settings.PREDICT_MAX_ROWS)
         served, batch, outputs, seconds, failed = _serve(route, variant, payload, batch)
     except PayloadError as exc:
-        if known:
-            metrics.record_prediction(name, "", "", "client_error")
-            metrics.record_request(name, time.perf_counter() - started)
+        _count_failure(name if known else None, "client_error", started)
         return _error(exc.status, exc.code, exc.message, exc.details)
     except NoVariant as exc:
-        if known:
-            metrics.record_prediction(name, "", "", "server_error")
-            metrics.record_request(name, time.perf_counter() - started)
+        _count_failure(name if known else None, "server_error", started)
         return _error(503, "no_variant_available", str(exc))
     request_id = getattr(request, "request_id", "")
-    unit_key = request.META.get("HTTP_X_UNIT_KEY", "") or payload.unit_key
     metrics.record_prediction(name, served.name, served.model_version, "success", seconds)
     BUFFER.record(
         LogEntry(

@@ -24,3 +24,11 @@ def test_readyz_reports_the_database(client):
     response = client.get("/readyz")
     assert response.json()["problems"] == [] or response.status_code == 503
     assert "database unreachable" not in str(response.json()["problems"])
+
+
+@pytest.mark.django_db
+def test_readyz_fails_with_the_problem_a_readiness_check_reports(client, settings):
+    settings.READINESS_CHECKS = [*settings.READINESS_CHECKS, "tests.controlplane.readiness_stub.not_ready"]
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "stub says not ready" in response.json()["problems"]
