@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.cache import cache
 from django.test import Client
 
 from registry.models import ModelVersion
@@ -87,4 +88,7 @@ def start_serving(settings: Any) -> Serving:
     table.TABLE._snapshot = None  # the previous test's database is gone
     BUFFER._queue = None  # entries of earlier tests belong to their (rolled back) database
     BUFFER.dropped = 0
+    # Rate-limit counters are keyed by token id, and SQLite reuses ids after a rollback: a
+    # counter left by an earlier test in the same second would throttle this one's token.
+    cache.clear()
     return Serving(Client())
