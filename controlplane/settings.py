@@ -110,6 +110,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /predict stops here: request id and host check only (see its docstring for why).
+    "controlplane.middleware.ServingPathMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "controlplane.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -124,6 +126,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "controlplane.urls"
+# The scoring routes, served by ServingPathMiddleware ahead of the rest of MIDDLEWARE.
+SERVING_URLCONF = "routing.urls_predict"
 WSGI_APPLICATION = "controlplane.wsgi.application"
 
 TEMPLATES = [

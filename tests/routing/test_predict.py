@@ -119,6 +119,22 @@ def test_the_hot_path_runs_no_database_query_and_logs_in_the_background(serving,
     assert row.latency_ms > 0
 
 
+def test_scoring_routes_skip_the_stack_built_for_people_but_keep_request_id_and_host_check(serving):
+    serving.endpoint("lean", CHAMPION_ONLY)
+    token = serving.token()
+    serving.refresh()
+    columns, rows = breast_rows(1)
+    body = {"dataframe_split": {"columns": columns, "data": rows}}
+    response = serving.post("/predict/lean", body, token, x_request_id="trace-0001-lean")
+    assert response.status_code == 200
+    assert response["X-Request-ID"] == "trace-0001-lean" == response.json()["request_id"]
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "X-Frame-Options" not in response and not response.cookies  # no clickjacking/session/CSRF layer
+    assert "X-Frame-Options" in serving.client.get("/healthz")  # every other path keeps the full stack
+    assert serving.post("/predict/lean", body, token, host="evil.example").status_code == 400
+    assert serving.post("/predict/lean/extra", body, token).status_code == 404
+
+
 def test_a_full_log_buffer_counts_the_dropped_rows(serving, settings):
     from routing import prediction_log
 
