@@ -2,7 +2,7 @@
 
 ``record`` is the only thing the request path calls: a non-blocking put. A background thread
 drains the buffer every ``PREDICTION_LOG_FLUSH_SECONDS`` (or when it holds a full batch) and
-bulk-inserts the rows. When the buffer is full, or a write fails, the rows lost are counted in
+inserts the rows in one statement. When the buffer is full, or a write fails, the rows lost are counted in
 ``controlplane_prediction_log_dropped_total`` and in ``BUFFER.dropped``: never silently.
 """
 
@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, transaction
+from django.db.models import DateTimeField, JSONField
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -102,8 +103,6 @@ class PredictionLogBuffer:
 
     def flush(self, limit: int | None = None) -> int:
         """Write what is queued (up to ``limit`` entries); returns the rows written."""
-        from routing.models_serving import PredictionLog
-
         q = self._ensure()
         with self._flush_lock:
             entries: list[LogEntry] = []
@@ -114,35 +113,9 @@ class PredictionLogBuffer:
                     break
             if not entries:
                 return 0
-            rows = [self._row(PredictionLog, e) for e in entries]
-            try:
-                PredictionLog.objects.bulk_create(rows, batch_size=500)
-            except Exception:
-                logger.exception("prediction log write failed; %d rows lost", len(rows))
-                for e in entries:
-                    self._count_dropped(e.endpoint, 1)
-                return 0
-            self.written += len(rows)
-            return len(rows)
-
-    @staticmethod
-    def _row(model: Any, e: LogEntry) -> Any:
-        return model(
-            created_at=e.created_at or timezone.now(),
-            request_id=e.request_id,
-            endpoint=e.endpoint,
-            variant=e.variant,
-            model_name=e.model_name,
-            model_version=e.model_version,
-            is_shadow=e.is_shadow,
-            inputs=[dict(zip(e.columns, row, strict=False)) for row in e.rows] if e.columns else e.rows,
-            outputs=e.outputs,
-            latency_ms=e.latency_ms,
-            unit_key_hash=hash_unit_key(e.unit_key),
-            token_name=e.token_name,
-            agreement=e.agreement,
-            fallback_from=e.fallback_from,
-        )
+            written = _insert(entries, self._count_dropped)
+            self.written += written
+            return written
 
     def _run(self) -> None:
         stop = threading.Event()
@@ -158,6 +131,83 @@ class PredictionLogBuffer:
 
 
 BUFFER = PredictionLogBuffer()
+
+# The writer competes with /predict for the worker's CPU, so it skips the ORM's per-object work
+# (model instances, one SQL fragment per value: ~70 us a row) and sends one parametrised INSERT
+# with executemany. Values still go through each field's get_db_prep_save, so JSON and dates are
+# stored exactly as the ORM would store them, on SQLite and PostgreSQL alike.
+_COLUMNS = (
+    "created_at",
+    "request_id",
+    "endpoint",
+    "variant",
+    "model_name",
+    "model_version",
+    "is_shadow",
+    "inputs",
+    "outputs",
+    "latency_ms",
+    "unit_key_hash",
+    "token_name",
+    "agreement",
+    "fallback_from",
+)
+
+
+def _values(e: LogEntry) -> tuple[Any, ...]:
+    return (
+        e.created_at or timezone.now(),
+        e.request_id,
+        e.endpoint,
+        e.variant,
+        e.model_name,
+        e.model_version,
+        e.is_shadow,
+        [dict(zip(e.columns, row, strict=False)) for row in e.rows] if e.columns else e.rows,
+        e.outputs,
+        e.latency_ms,
+        hash_unit_key(e.unit_key),
+        e.token_name,
+        e.agreement,
+        e.fallback_from,
+    )
+
+
+def _insert(entries: list[LogEntry], count_dropped: Any) -> int:
+    """Insert ``entries`` in one batch; if the batch fails, row by row, so one bad row costs one."""
+    from routing.models_serving import PredictionLog
+
+    meta = PredictionLog._meta
+    fields = [meta.get_field(name) for name in _COLUMNS]
+    db = connections[DEFAULT_DB_ALIAS]
+    quote = db.ops.quote_name
+    # Table and column names come from the model, quoted; every value is a parameter.
+    columns = ", ".join(quote(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+    # Only JSON and dates need the backend's conversion; strings and numbers go as they are.
+    prep = [
+        (lambda v, f=f: f.get_db_prep_save(v, db)) if isinstance(f, (JSONField, DateTimeField)) else None
+        for f in fields
+    ]
+
+    def params(e: LogEntry) -> list[Any]:
+        return [v if p is None else p(v) for p, v in zip(prep, _values(e), strict=True)]
+
+    try:
+        rows = [params(e) for e in entries]
+        with transaction.atomic(using=db.alias), db.cursor() as cursor:
+            cursor.executemany(sql, rows)
+        return len(rows)
+    except Exception:
+        if len(entries) == 1:
+            logger.exception(
+                "prediction log row for %s could not be written; 1 row lost", entries[0].endpoint
+            )
+            count_dropped(entries[0].endpoint, 1)
+            return 0
+    logger.warning("prediction log batch of %d rows failed; writing them one by one", len(entries))
+    return sum(_insert([e], count_dropped) for e in entries)
 
 
 def prune(older_than_days: int) -> int:

@@ -1,4 +1,4 @@
-"""Prediction-log retention: prune_predictions deletes only rows older than N days."""
+"""The prediction log: what the writer stores, what a failed write costs, and retention."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from routing.models_serving import PredictionLog
+from routing.prediction_log import LogEntry, PredictionLogBuffer
 
 pytestmark = pytest.mark.django_db
 
@@ -35,3 +36,50 @@ def test_prune_predictions_deletes_only_rows_older_than_the_cutoff(capsys):
     call_command("prune_predictions", "--older-than-days", "30")
     assert "deleted 2" in capsys.readouterr().out
     assert set(PredictionLog.objects.values_list("request_id", flat=True)) == {"recent", "today"}
+
+
+def _entry(request_id: str, model_version: int = 3, **extra) -> LogEntry:
+    return LogEntry(
+        request_id=request_id,
+        endpoint="ep",
+        variant="champ",
+        model_name="m",
+        model_version=model_version,
+        columns=["a", "b"],
+        rows=[[1.5, 2.0], [3.0, -4.25]],
+        outputs=[1, 0],
+        latency_ms=0.25,
+        **extra,
+    )
+
+
+def test_the_writer_stores_every_field_as_the_orm_reads_it(settings):
+    settings.PREDICTION_LOG_IN_BACKGROUND = False
+    buffer = PredictionLogBuffer()
+    when = timezone.now() - dt.timedelta(minutes=5)
+    buffer.record(_entry("r-1", unit_key="user-7", token_name="svc", fallback_from="chall", created_at=when))
+    buffer.record(_entry("r-2", is_shadow=True, agreement=0.5))
+    assert buffer.flush() == 2
+    first, second = PredictionLog.objects.order_by("request_id")
+    assert first.inputs == [{"a": 1.5, "b": 2.0}, {"a": 3.0, "b": -4.25}] and first.outputs == [1, 0]
+    assert first.created_at == when and first.model_version == 3 and first.latency_ms == 0.25
+    assert len(first.unit_key_hash) == 64 and "user-7" not in first.unit_key_hash
+    assert (first.token_name, first.fallback_from, first.is_shadow, first.agreement) == (
+        "svc",
+        "chall",
+        False,
+        None,
+    )
+    assert second.is_shadow and second.agreement == 0.5 and second.unit_key_hash == ""
+    assert PredictionLog.objects.filter(inputs__0__a=1.5).count() == 2  # real JSON, queryable
+
+
+def test_a_row_the_database_refuses_costs_that_row_only_and_is_counted(settings):
+    settings.PREDICTION_LOG_IN_BACKGROUND = False
+    buffer = PredictionLogBuffer()
+    buffer.record(_entry("ok-1"))
+    buffer.record(_entry("bad", model_version=-1))  # PositiveIntegerField: a CHECK on both backends
+    buffer.record(_entry("ok-2"))
+    assert buffer.flush() == 2
+    assert sorted(PredictionLog.objects.values_list("request_id", flat=True)) == ["ok-1", "ok-2"]
+    assert buffer.dropped == 1
