@@ -77,6 +77,11 @@ PREDICTION_LOG_DROPPED = Counter(
     "Prediction-log rows dropped because the writer's queue was full or the write failed.",
     ["endpoint"],
 )
+SHADOW_DROPPED = Counter(
+    "controlplane_shadow_dropped",
+    "Mirrored copies not run because the worker's shadow queue was full (the shadow is too slow).",
+    ["endpoint", "variant"],
+)
 # livemin: 0 as soon as one live worker has not loaded the version; dead workers' files are
 # dropped by mark_process_dead in gunicorn's child_exit hook.
 MODEL_LOADED = Gauge(
@@ -95,6 +100,7 @@ DECLARED_METRICS = {
     "controlplane_shadow_predictions_total": "counter",
     "controlplane_shadow_agreement_total": "counter",
     "controlplane_prediction_log_dropped_total": "counter",
+    "controlplane_shadow_dropped_total": "counter",
     "controlplane_model_loaded": "gauge",
 }
 
@@ -161,6 +167,12 @@ def record_log_dropped(endpoint: str, rows: int = 1) -> None:
     """Prediction-log rows lost (queue full, write failed)."""
     if _state["enabled"] and rows > 0:
         PREDICTION_LOG_DROPPED.labels(endpoint).inc(rows)
+
+
+def record_shadow_dropped(endpoint: str, variant: str) -> None:
+    """A mirrored copy not queued because the shadow queue was full."""
+    if _state["enabled"]:
+        SHADOW_DROPPED.labels(endpoint, variant).inc()
 
 
 def set_model_loaded(endpoint: str, variant: str, model_version: int | str, loaded: bool) -> None:

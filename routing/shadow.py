@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
+from monitoring import metrics
 from routing import inference
 from routing.prediction_log import BUFFER, LogEntry
 from routing.table import VariantRoute
@@ -45,18 +46,9 @@ def agreement(served: list[Any], shadow: list[Any]) -> float | None:
     return sum(1 for a, b in zip(served, shadow, strict=True) if a == b) / len(served)
 
 
-def _metrics() -> Any:
-    try:
-        from monitoring import metrics
-    except ImportError:
-        return None
-    return metrics
-
-
 def run_shadow(job: ShadowJob) -> float | None:
     """Predict with the shadow, record outcome and agreement; returns the agreement."""
     variant = job.variant
-    metrics = _metrics()
     started = time.perf_counter()
     try:
         batch = job.batch
@@ -70,19 +62,17 @@ def run_shadow(job: ShadowJob) -> float | None:
             raise RuntimeError(f"shadow {variant.name} is not loaded: {variant.load_error}")
     except Exception as exc:
         logger.warning("shadow %s on %s failed: %s", variant.name, job.endpoint, exc)
-        if metrics is not None:
-            metrics.record_shadow(job.endpoint, variant.name, variant.model_version, "server_error")
+        metrics.record_shadow(job.endpoint, variant.name, variant.model_version, "server_error")
         return None
     elapsed_ms = (time.perf_counter() - started) * 1000
     agreed = agreement(job.served, outputs)
-    if metrics is not None:
-        metrics.record_shadow(
-            job.endpoint,
-            variant.name,
-            variant.model_version,
-            "success",
-            None if agreed is None else agreed == 1.0,
-        )
+    metrics.record_shadow(
+        job.endpoint,
+        variant.name,
+        variant.model_version,
+        "success",
+        None if agreed is None else agreed == 1.0,
+    )
     BUFFER.record(
         LogEntry(
             request_id=job.request_id,
@@ -127,11 +117,13 @@ class ShadowRunner:
         for variant in shadows:
             if random.random() * 100 >= variant.mirror_percent:
                 continue
+            job = job_for(variant)
             try:
-                self._ensure().put_nowait(job_for(variant))
+                self._ensure().put_nowait(job)
                 queued += 1
             except queue.Full:
                 self.dropped += 1
+                metrics.record_shadow_dropped(job.endpoint, variant.name)
         return queued
 
     def drain(self, timeout: float = 10.0) -> None:
