@@ -27,6 +27,7 @@ from monitoring.models import DriftReference, DriftResult
 from registry import mlflow_client
 from registry.models import ModelVersion
 from routing.models import PredictionLog
+from routing.prediction_log import input_records
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _log_rows(queryset: Any, limit: int) -> tuple[list[dict[str, Any]], list[Any
     rows: list[dict[str, Any]] = []
     predictions: list[Any] = []
     for inputs, outputs in queryset.values_list("inputs", "outputs").iterator():
-        rows.extend(r for r in (inputs or []) if isinstance(r, dict))
+        rows.extend(input_records(inputs))
         predictions.extend(outputs or [])
         if len(rows) >= limit:
             break
@@ -92,7 +93,7 @@ def drift_reference_get_or_create(
         "created_at", "id"
     )[:bootstrap_rows]
     entries = list(first.values("created_at", "inputs", "outputs"))
-    rows = [r for e in entries for r in (e["inputs"] or []) if isinstance(r, dict)]
+    rows = [r for e in entries for r in input_records(e["inputs"])]
     if len(rows) < bootstrap_rows:
         return None
     predictions = [p for e in entries for p in (e["outputs"] or [])]

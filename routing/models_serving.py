@@ -70,7 +70,9 @@ class PredictionLog(models.Model):
     model_name = models.CharField(max_length=256)
     model_version = models.PositiveIntegerField()
     is_shadow = models.BooleanField(default=False)
-    inputs = models.JSONField(help_text="List of row objects {column: value}.")
+    inputs = models.JSONField(
+        help_text='MLflow dataframe_split: {"columns": [...], "data": [[...], ...]} (replayable as is).'
+    )
     outputs = models.JSONField(help_text="List of predictions, one per row.")
     latency_ms = models.FloatField(help_text="Time in the model.")
     unit_key_hash = models.CharField(max_length=64, blank=True, default="")

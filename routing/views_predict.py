@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from monitoring import metrics
 from routing import auth, inference
 from routing.payloads import Payload, PayloadError, parse
-from routing.prediction_log import BUFFER, LogEntry
+from routing.prediction_log import BUFFER, LogEntry, json_default
 from routing.remote import RemoteRejected
 from routing.shadow import RUNNER, ShadowJob
 from routing.table import TABLE, EndpointRoute, VariantRoute, pick_random, pick_sticky
@@ -31,16 +31,10 @@ class NoVariant(Exception):
     """No variant of the endpoint can answer (503)."""
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):  # NumPy scalars from a pyfunc model's DataFrame answer
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> HttpResponse:
-    response = HttpResponse(json.dumps(body, default=_plain), status=status, content_type="application/json")
+    response = HttpResponse(
+        json.dumps(body, default=json_default), status=status, content_type="application/json"
+    )
     for name, value in (headers or {}).items():
         response[name] = value
     return response

@@ -30,7 +30,7 @@ def _log(endpoint: str, variant: str, name: str, version: int, rows: list[dict],
             variant=variant,
             model_name=name,
             model_version=version,
-            inputs=[row],
+            inputs={"columns": list(row), "data": [list(row.values())]},  # as the writer stores them
             outputs=[i % 2],
             latency_ms=1.0,
         )

@@ -113,7 +113,7 @@ def test_the_hot_path_runs_no_database_query_and_logs_in_the_background(serving,
     row = PredictionLog.objects.get()
     assert row.request_id == response.json()["request_id"] and row.endpoint == "noq"
     assert row.variant == "champ" and row.model_version == 1 and not row.is_shadow
-    assert row.inputs[0]["mean radius"] == rows[0][0] and len(row.inputs) == 3
+    assert row.inputs == {"columns": columns, "data": rows}  # MLflow dataframe_split: replayable as is
     assert row.outputs == response.json()["predictions"]
     assert row.unit_key_hash and "user-1" not in row.unit_key_hash
     assert row.latency_ms > 0
@@ -240,3 +240,34 @@ def test_a_shadow_gets_its_copy_off_the_response_path_and_its_agreement_is_recor
     assert shadow.request_id == served.request_id
     expected = sum(a == b for a, b in zip(shadow.outputs, served.outputs, strict=True)) / 40
     assert shadow.agreement == pytest.approx(expected) and 0.5 < expected <= 1.0
+
+
+def test_a_shadow_too_slow_for_its_traffic_loses_copies_counted_and_never_the_answer(serving, monkeypatch):
+    import queue
+
+    from monitoring import metrics
+    from routing import shadow
+
+    serving.endpoint(
+        "slowshadow",
+        [
+            {"name": "champ", "role": "champion", "version": 1, "weight": 1},
+            {"name": "shade", "role": "shadow", "version": 2, "mirror_percent": 100},
+        ],
+    )
+    token = serving.token()
+    serving.refresh()
+    runner = shadow.ShadowRunner()
+    runner._queue, runner._pid = queue.Queue(maxsize=1), shadow.os.getpid()  # no thread drains it
+    monkeypatch.setattr(shadow, "RUNNER", runner)
+    monkeypatch.setattr("routing.views_predict.RUNNER", runner)
+    counter = metrics.SHADOW_DROPPED.labels("slowshadow", "shade")
+    before = counter._value.get()
+    columns, rows = breast_rows(1)
+    for _ in range(3):
+        response = serving.post(
+            "/predict/slowshadow", {"dataframe_split": {"columns": columns, "data": rows}}, token
+        )
+        assert response.status_code == 200 and response["X-Variant"] == "champ"
+    assert runner._queue.qsize() == 1 and runner.dropped == 2
+    assert counter._value.get() - before == 2

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
 from routing.models_serving import PredictionLog
-from routing.prediction_log import LogEntry, PredictionLogBuffer
+from routing.prediction_log import LogEntry, PredictionLogBuffer, input_records
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +62,9 @@ def test_the_writer_stores_every_field_as_the_orm_reads_it(settings):
     buffer.record(_entry("r-2", is_shadow=True, agreement=0.5))
     assert buffer.flush() == 2
     first, second = PredictionLog.objects.order_by("request_id")
-    assert first.inputs == [{"a": 1.5, "b": 2.0}, {"a": 3.0, "b": -4.25}] and first.outputs == [1, 0]
+    assert first.inputs == {"columns": ["a", "b"], "data": [[1.5, 2.0], [3.0, -4.25]]}
+    assert input_records(first.inputs) == [{"a": 1.5, "b": 2.0}, {"a": 3.0, "b": -4.25}]
+    assert first.outputs == [1, 0]
     assert first.created_at == when and first.model_version == 3 and first.latency_ms == 0.25
     assert len(first.unit_key_hash) == 64 and "user-7" not in first.unit_key_hash
     assert (first.token_name, first.fallback_from, first.is_shadow, first.agreement) == (
@@ -71,7 +74,7 @@ def test_the_writer_stores_every_field_as_the_orm_reads_it(settings):
         None,
     )
     assert second.is_shadow and second.agreement == 0.5 and second.unit_key_hash == ""
-    assert PredictionLog.objects.filter(inputs__0__a=1.5).count() == 2  # real JSON, queryable
+    assert PredictionLog.objects.filter(inputs__data__0__0=1.5).count() == 2  # real JSON, queryable
 
 
 def test_a_row_the_database_refuses_costs_that_row_only_and_is_counted(settings):
@@ -83,3 +86,17 @@ def test_a_row_the_database_refuses_costs_that_row_only_and_is_counted(settings)
     assert buffer.flush() == 2
     assert sorted(PredictionLog.objects.values_list("request_id", flat=True)) == ["ok-1", "ok-2"]
     assert buffer.dropped == 1
+
+
+def test_inputs_read_back_as_records_from_both_stored_forms_and_tensors_give_none():
+    assert input_records({"columns": ["a", "b"], "data": [[1, 2]]}) == [{"a": 1, "b": 2}]
+    assert input_records([{"a": 1, "b": 2}, [3, 4]]) == [{"a": 1, "b": 2}]  # rows logged before
+    assert input_records({"data": [[1, 2]]}) == [] and input_records(None) == []
+
+
+def test_a_replayed_log_row_is_a_valid_scoring_request():
+    from routing.payloads import parse
+
+    row = {"columns": ["a", "b"], "data": [[1.5, 2.0]]}
+    payload = parse(json.dumps({"dataframe_split": row}).encode(), "application/json")
+    assert list(payload.columns) == ["a", "b"] and payload.rows == [[1.5, 2.0]]
