@@ -16,6 +16,9 @@ Under gunicorn with several workers, prometheus_client's multiprocess mode (enab
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 # In-process inference is sub-millisecond for a native model on one row and a few ms through
@@ -123,22 +126,39 @@ def _version_label(outcome: str, model_version: int | str) -> str:
     return str(model_version)
 
 
+# The labelled children /predict records into, looked up once per label set instead of through
+# ``labels()`` on every request (bounded: endpoints x variants x versions x outcomes).
+@functools.lru_cache(maxsize=4096)
+def _prediction_children(
+    endpoint: str, variant: str, model_version: int | str, outcome: str
+) -> tuple[Any, Any]:
+    version = _version_label(outcome, model_version)
+    return PREDICTIONS.labels(endpoint, variant, version, outcome), PREDICTION_LATENCY.labels(
+        endpoint, variant, version
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_child(endpoint: str) -> Any:
+    return REQUEST_LATENCY.labels(endpoint)
+
+
 def record_prediction(
     endpoint: str, variant: str, model_version: int | str, outcome: str, seconds: float | None = None
 ) -> None:
     """Count one /predict answer; ``seconds`` is the time in the model, when it was called."""
     if not _state["enabled"]:
         return
-    version = _version_label(outcome, model_version)
-    PREDICTIONS.labels(endpoint, variant, version, outcome).inc()
+    counter, latency = _prediction_children(endpoint, variant, model_version, outcome)
+    counter.inc()
     if seconds is not None:
-        PREDICTION_LATENCY.labels(endpoint, variant, version).observe(seconds)
+        latency.observe(seconds)
 
 
 def record_request(endpoint: str, seconds: float) -> None:
     """Time of the whole /predict handler for one request."""
     if _state["enabled"]:
-        REQUEST_LATENCY.labels(endpoint).observe(seconds)
+        _request_child(endpoint).observe(seconds)
 
 
 def record_fallback(endpoint: str, variant: str, reason: str) -> None:
