@@ -56,7 +56,7 @@ class PredictionLogAdmin(admin.ModelAdmin):
         "request_id",
     )
     list_filter = ("endpoint", "is_shadow", "variant")
-    search_fields = ("request_id",)
+    search_fields = ("=request_id",)  # exact: uses the index (paste an X-Request-ID)
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:

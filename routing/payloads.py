@@ -74,6 +74,11 @@ def parse_json(body: bytes) -> Payload:
         raise _bad(f"body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
         raise _bad("body is nested too deeply", code="invalid_json") from None
+    return parse_document(doc)
+
+
+def parse_document(doc: Any) -> Payload:
+    """A decoded JSON scoring request (also how logged requests are read back for drift)."""
     if not isinstance(doc, dict):
         raise _bad(f"body must be a JSON object with one of {', '.join(FORMATS)}; got {type(doc).__name__}")
     unknown = sorted(k for k in doc if k not in ALLOWED_KEYS)

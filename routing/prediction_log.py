@@ -1,14 +1,10 @@
 """The prediction log: a bounded in-memory buffer written to the database in batches.
 
-A row's ``inputs`` are stored as MLflow's ``dataframe_split`` (``{"columns": [...], "data":
-[[...], ...]}``; only ``data`` when the request had no column names), so a logged request can be
-replayed as ``{"dataframe_split": inputs}`` to /predict or ``mlflow models serve``. Read them with
-``input_records``, which also reads the list-of-objects rows written before.
-
-``record`` is the only thing the request path calls: a non-blocking put. A background thread
-drains the buffer every ``PREDICTION_LOG_FLUSH_SECONDS`` (or when it holds a full batch) and
-inserts the rows in one statement. When the buffer is full, or a write fails, the rows lost are counted in
-``controlplane_prediction_log_dropped_total`` and in ``BUFFER.dropped``: never silently.
+A row's ``inputs`` are the scoring request as the client sent it when it was JSON (``{"dataframe_split":
+...}``, ``{"instances": ...}``, with ``params``), so the writer does not encode it again and a
+logged request replays as is to /predict or ``mlflow models serve``; CSV requests, and requests
+carrying a ``unit_key`` (kept only hashed), are stored as ``{"dataframe_split": ...}``. Read
+them with ``input_records``, which also reads the forms written by earlier versions.
 """
 
 from __future__ import annotations
@@ -17,8 +13,8 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,6 +46,7 @@ class LogEntry:
     is_shadow: bool = False
     agreement: float | None = None
     fallback_from: str = ""
+    request_json: str = ""  # the JSON body as sent, when it can be stored as is (see above)
     created_at: datetime = field(default_factory=timezone.now)  # when answered, not when written
 
 
@@ -64,10 +61,29 @@ def json_default(value: Any) -> Any:
 
 def input_records(inputs: Any) -> list[dict[str, Any]]:
     """A logged row's inputs as one ``{column: value}`` dict per row (none without column names)."""
-    if isinstance(inputs, dict):
+    from routing.payloads import FORMATS, PayloadError, parse_document
+
+    if isinstance(inputs, dict) and any(k in inputs for k in FORMATS):
+        try:
+            payload = parse_document(inputs)
+        except PayloadError:
+            return []
+        columns = payload.columns or []
+        return [dict(zip(columns, row, strict=False)) for row in payload.rows] if columns else []
+    if isinstance(inputs, dict):  # {"columns", "data"}, written for a while before
         columns = inputs.get("columns") or []
         return [dict(zip(columns, row, strict=False)) for row in inputs.get("data") or []] if columns else []
-    return [r for r in inputs or [] if isinstance(r, dict)]  # rows logged before the dataframe_split form
+    return [r for r in inputs or [] if isinstance(r, dict)]  # one object per row, the first form
+
+
+def request_json_for_log(body: bytes, payload: Any) -> str:
+    """The body to store as is, or "" when the writer must encode the rows instead."""
+    if payload.format == "csv" or payload.unit_key:
+        return ""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:  # UTF-16/32 JSON: valid for json.loads, not for the database as text
+        return ""
 
 
 def hash_unit_key(unit_key: str) -> str:
@@ -75,37 +91,45 @@ def hash_unit_key(unit_key: str) -> str:
 
 
 class PredictionLogBuffer:
-    """Bounded queue plus the thread that writes it out."""
+    """Bounded buffer plus the thread that writes it out.
+
+    A deque, not a ``queue.Queue``: appending and popping are atomic under the GIL, so the request
+    path takes no lock and wakes no one (the writer polls); the bound is checked before appending.
+    """
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[LogEntry] | None = None
+        self._entries: deque[LogEntry] = deque()
         self._pid = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self.dropped = 0
         self.written = 0
 
-    def _ensure(self) -> queue.Queue[LogEntry]:
-        q = self._queue
-        if q is not None and self._pid == os.getpid():
-            return q
-        with self._lock:
-            if self._queue is None or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._queue = queue.Queue(maxsize=settings.PREDICTION_LOG_BUFFER_SIZE)
-                if settings.PREDICTION_LOG_IN_BACKGROUND:
-                    threading.Thread(target=self._run, name="prediction-log", daemon=True).start()
-            return self._queue
+    def _ensure(self) -> deque[LogEntry]:
+        """The buffer of this process, with its writer thread started (once per process)."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    self._entries = deque()  # a forked child starts empty
+                    if settings.PREDICTION_LOG_IN_BACKGROUND:
+                        threading.Thread(target=self._run, name="prediction-log", daemon=True).start()
+        return self._entries
+
+    def reset(self) -> None:
+        """Forget queued entries and counts (tests: entries of a rolled-back database)."""
+        self._ensure().clear()
+        self.dropped = 0
 
     def record(self, entry: LogEntry) -> bool:
         """Queue one entry without blocking; False (and counted) when the buffer is full."""
         if not settings.TELEMETRY_ENABLED:
             return True
-        try:
-            self._ensure().put_nowait(entry)
-        except queue.Full:
+        entries = self._entries if self._pid == os.getpid() else self._ensure()
+        if len(entries) >= settings.PREDICTION_LOG_BUFFER_SIZE:
             self._count_dropped(entry.endpoint, 1)
             return False
+        entries.append(entry)
         return True
 
     def _count_dropped(self, endpoint: str, rows: int) -> None:
@@ -113,18 +137,15 @@ class PredictionLogBuffer:
         metrics.record_log_dropped(endpoint, rows)
 
     def pending(self) -> int:
-        return self._ensure().qsize()
+        return len(self._ensure())
 
     def flush(self, limit: int | None = None) -> int:
         """Write what is queued (up to ``limit`` entries); returns the rows written."""
-        q = self._ensure()
+        buffered = self._ensure()
         with self._flush_lock:
             entries: list[LogEntry] = []
-            while limit is None or len(entries) < limit:
-                try:
-                    entries.append(q.get_nowait())
-                except queue.Empty:
-                    break
+            while buffered and (limit is None or len(entries) < limit):
+                entries.append(buffered.popleft())
             if not entries:
                 return 0
             written = _insert(entries, self._count_dropped)
@@ -173,16 +194,16 @@ _column_json: dict[tuple[str, ...], str] = {}  # a version's columns, encoded on
 
 
 def _inputs_json(columns: list[str], rows: list[list[Any]]) -> str:
-    """``{"columns": ..., "data": ...}`` as JSON text, without re-encoding the column names each time."""
+    """``{"dataframe_split": {"columns": ..., "data": ...}}``, column names encoded once per schema."""
     if not columns:
-        return '{"data":' + _dumps(rows) + "}"
+        return '{"instances":' + _dumps(rows) + "}"
     key = tuple(columns)
     head = _column_json.get(key)
     if head is None:
         if len(_column_json) > 1000:  # bounded: a worker sees a handful of schemas
             _column_json.clear()
         head = _column_json[key] = _dumps(list(columns))
-    return '{"columns":' + head + ',"data":' + _dumps(rows) + "}"
+    return '{"dataframe_split":{"columns":' + head + ',"data":' + _dumps(rows) + "}}"
 
 
 def _values(e: LogEntry) -> tuple[Any, ...]:
@@ -194,7 +215,7 @@ def _values(e: LogEntry) -> tuple[Any, ...]:
         e.model_name,
         e.model_version,
         e.is_shadow,
-        _inputs_json(e.columns, e.rows),
+        e.request_json or _inputs_json(e.columns, e.rows),
         _dumps(e.outputs),
         e.latency_ms,
         hash_unit_key(e.unit_key),
@@ -204,8 +225,18 @@ def _values(e: LogEntry) -> tuple[Any, ...]:
     )
 
 
+# Rows per INSERT statement: 100 x 14 parameters stays far below SQLite's (32,766) and
+# PostgreSQL's (65,535) limits.
+_ROWS_PER_STATEMENT = 100
+
+
 def _insert(entries: list[LogEntry], count_dropped: Any) -> int:
-    """Insert ``entries`` in one batch; if the batch fails, row by row, so one bad row costs one."""
+    """Insert ``entries`` in one transaction; if it fails, row by row, so one bad row costs one.
+
+    Multi-row ``INSERT ... VALUES (...), (...)``: one statement per hundred rows instead of one
+    per row, so the database driver releases and re-takes the GIL once per hundred rows, not per
+    row, and the request threads of this worker are interrupted that much less.
+    """
     from routing.models_serving import PredictionLog
 
     meta = PredictionLog._meta
@@ -214,19 +245,19 @@ def _insert(entries: list[LogEntry], count_dropped: Any) -> int:
     quote = db.ops.quote_name
     # Table and column names come from the model, quoted; every value is a parameter.
     columns = ", ".join(quote(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+    head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "  # noqa: S608
+    row_placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     adapt_datetime = db.ops.adapt_datetimefield_value
 
-    def params(e: LogEntry) -> list[Any]:
-        values = list(_values(e))
-        values[0] = adapt_datetime(values[0])
-        return values
-
     try:
-        rows = [params(e) for e in entries]
+        rows = [list(_values(e)) for e in entries]
+        for row in rows:
+            row[0] = adapt_datetime(row[0])
         with transaction.atomic(using=db.alias), db.cursor() as cursor:
-            cursor.executemany(sql, rows)
+            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                chunk = rows[start : start + _ROWS_PER_STATEMENT]
+                sql = head + ", ".join([row_placeholders] * len(chunk))
+                cursor.execute(sql, [value for row in chunk for value in row])
         return len(rows)
     except Exception:
         if len(entries) == 1:

@@ -37,6 +37,7 @@ class ShadowJob:
     served: list[Any]
     request_id: str
     unit_key: str
+    request_json: str = ""
 
 
 def agreement(served: list[Any], shadow: list[Any]) -> float | None:
@@ -86,6 +87,7 @@ def run_shadow(job: ShadowJob) -> float | None:
             latency_ms=elapsed_ms,
             unit_key=job.unit_key,
             is_shadow=True,
+            request_json=job.request_json,
             agreement=agreed,
         )
     )

@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from monitoring import metrics
 from routing import auth, inference
 from routing.payloads import Payload, PayloadError, parse
-from routing.prediction_log import BUFFER, LogEntry, json_default
+from routing.prediction_log import BUFFER, LogEntry, json_default, request_json_for_log
 from routing.remote import RemoteRejected
 from routing.shadow import RUNNER, ShadowJob
 from routing.table import TABLE, EndpointRoute, VariantRoute, pick_random, pick_sticky
@@ -143,7 +143,8 @@ def predict(request: HttpRequest, endpoint: str | None = None) -> HttpResponse:
         known = True
         auth.authorize(token, name)
         auth.throttle(token)
-        payload = parse(_read_body(request), request.META.get("CONTENT_TYPE", ""))
+        body = _read_body(request)
+        payload = parse(body, request.META.get("CONTENT_TYPE", ""))
         if not route.is_active:
             raise NoVariant(f"endpoint {name} is paused")
         unit_key = request.META.get("HTTP_X_UNIT_KEY", "") or payload.unit_key
@@ -157,6 +158,7 @@ def predict(request: HttpRequest, endpoint: str | None = None) -> HttpResponse:
         _count_failure(name if known else None, "server_error", started)
         return _error(503, "no_variant_available", str(exc))
     request_id = getattr(request, "request_id", "")
+    request_json = request_json_for_log(body, payload)
     metrics.record_prediction(name, served.name, served.model_version, "success", seconds)
     BUFFER.record(
         LogEntry(
@@ -172,11 +174,13 @@ def predict(request: HttpRequest, endpoint: str | None = None) -> HttpResponse:
             unit_key=unit_key,
             token_name=token.name,
             fallback_from=failed,
+            request_json=request_json,
         )
     )
     if route.shadows:
         RUNNER.maybe_mirror(
-            lambda v: ShadowJob(name, v, batch, payload, outputs, request_id, unit_key), route.shadows
+            lambda v: ShadowJob(name, v, batch, payload, outputs, request_id, unit_key, request_json),
+            route.shadows,
         )
     response = _json(
         200,

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
             model_name="predictionlog",
             name="inputs",
             field=models.JSONField(
-                help_text='MLflow dataframe_split: {"columns": [...], "data": [[...], ...]} (replayable as is).'
+                help_text="The scoring request as sent (MLflow format, replayable); CSV as dataframe_split."
             ),
         ),
     ]

@@ -30,7 +30,7 @@ def _log(endpoint: str, variant: str, name: str, version: int, rows: list[dict],
             variant=variant,
             model_name=name,
             model_version=version,
-            inputs={"columns": list(row), "data": [list(row.values())]},  # as the writer stores them
+            inputs={"dataframe_records": [row]},  # a request as the writer stores it
             outputs=[i % 2],
             latency_ms=1.0,
         )

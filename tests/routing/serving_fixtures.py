@@ -86,8 +86,7 @@ def start_serving(settings: Any) -> Serving:
     settings.ROUTING_REFRESH_IN_BACKGROUND = False
     settings.PREDICTION_LOG_IN_BACKGROUND = False
     table.TABLE._snapshot = None  # the previous test's database is gone
-    BUFFER._queue = None  # entries of earlier tests belong to their (rolled back) database
-    BUFFER.dropped = 0
+    BUFFER.reset()  # entries of earlier tests belong to their (rolled back) database
     # Rate-limit counters are keyed by token id, and SQLite reuses ids after a rollback: a
     # counter left by an earlier test in the same second would throttle this one's token.
     cache.clear()

@@ -113,7 +113,7 @@ def test_the_hot_path_runs_no_database_query_and_logs_in_the_background(serving,
     row = PredictionLog.objects.get()
     assert row.request_id == response.json()["request_id"] and row.endpoint == "noq"
     assert row.variant == "champ" and row.model_version == 1 and not row.is_shadow
-    assert row.inputs == {"columns": columns, "data": rows}  # MLflow dataframe_split: replayable as is
+    assert row.inputs == body  # the request as sent: replayable as is
     assert row.outputs == response.json()["predictions"]
     assert row.unit_key_hash and "user-1" not in row.unit_key_hash
     assert row.latency_ms > 0
@@ -135,11 +135,26 @@ def test_scoring_routes_skip_the_stack_built_for_people_but_keep_request_id_and_
     assert serving.post("/predict/lean/extra", body, token).status_code == 404
 
 
+def test_the_log_keeps_a_unit_key_sent_in_the_body_only_hashed_and_csv_as_dataframe_split(serving):
+    serving.endpoint("logforms", CHAMPION_ONLY)
+    token = serving.token()
+    serving.refresh()
+    columns, rows = breast_rows(2)
+    keyed = {"dataframe_records": [dict(zip(columns, r, strict=True)) for r in rows], "unit_key": "user-42"}
+    assert serving.post("/predict/logforms", keyed, token).status_code == 200
+    csv = ",".join(f'"{c}"' for c in columns) + "\n" + "\n".join(",".join(map(repr, r)) for r in rows)
+    assert serving.post("/predict/logforms", csv, token, content_type="text/csv").status_code == 200
+    assert BUFFER.flush() == 2
+    for row in PredictionLog.objects.all():
+        assert row.inputs == {"dataframe_split": {"columns": columns, "data": rows}}
+        assert "user-42" not in json.dumps(row.inputs)
+    assert {bool(r.unit_key_hash) for r in PredictionLog.objects.all()} == {True, False}
+
+
 def test_a_full_log_buffer_counts_the_dropped_rows(serving, settings):
     from routing import prediction_log
 
     settings.PREDICTION_LOG_BUFFER_SIZE = 2
-    prediction_log.BUFFER._queue = None  # rebuilt with the small size
     serving.endpoint("full", CHAMPION_ONLY)
     token = serving.token()
     serving.refresh()
@@ -153,7 +168,6 @@ def test_a_full_log_buffer_counts_the_dropped_rows(serving, settings):
         )
     assert prediction_log.BUFFER.dropped == 3
     assert prediction_log.BUFFER.flush() == 2
-    prediction_log.BUFFER._queue = None
 
 
 def test_challenger_that_cannot_load_falls_back_to_the_champion(serving):

@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from routing import prediction_log
 from routing.models_serving import PredictionLog
 from routing.prediction_log import LogEntry, PredictionLogBuffer, input_records
 
@@ -62,7 +63,7 @@ def test_the_writer_stores_every_field_as_the_orm_reads_it(settings):
     buffer.record(_entry("r-2", is_shadow=True, agreement=0.5))
     assert buffer.flush() == 2
     first, second = PredictionLog.objects.order_by("request_id")
-    assert first.inputs == {"columns": ["a", "b"], "data": [[1.5, 2.0], [3.0, -4.25]]}
+    assert first.inputs == {"dataframe_split": {"columns": ["a", "b"], "data": [[1.5, 2.0], [3.0, -4.25]]}}
     assert input_records(first.inputs) == [{"a": 1.5, "b": 2.0}, {"a": 3.0, "b": -4.25}]
     assert first.outputs == [1, 0]
     assert first.created_at == when and first.model_version == 3 and first.latency_ms == 0.25
@@ -74,7 +75,9 @@ def test_the_writer_stores_every_field_as_the_orm_reads_it(settings):
         None,
     )
     assert second.is_shadow and second.agreement == 0.5 and second.unit_key_hash == ""
-    assert PredictionLog.objects.filter(inputs__data__0__0=1.5).count() == 2  # real JSON, queryable
+    assert (
+        PredictionLog.objects.filter(inputs__dataframe_split__data__0__0=1.5).count() == 2
+    )  # real JSON, queryable
 
 
 def test_a_row_the_database_refuses_costs_that_row_only_and_is_counted(settings):
@@ -88,15 +91,25 @@ def test_a_row_the_database_refuses_costs_that_row_only_and_is_counted(settings)
     assert buffer.dropped == 1
 
 
-def test_inputs_read_back_as_records_from_both_stored_forms_and_tensors_give_none():
-    assert input_records({"columns": ["a", "b"], "data": [[1, 2]]}) == [{"a": 1, "b": 2}]
-    assert input_records([{"a": 1, "b": 2}, [3, 4]]) == [{"a": 1, "b": 2}]  # rows logged before
-    assert input_records({"data": [[1, 2]]}) == [] and input_records(None) == []
+def test_inputs_read_back_as_records_from_every_stored_form_and_tensors_give_none():
+    records = [{"a": 1, "b": 2}]
+    for stored in (
+        {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}},
+        {"dataframe_records": records, "params": {"k": 1}},
+        {"instances": records},
+        {"inputs": {"a": [1], "b": [2]}},
+        {"columns": ["a", "b"], "data": [[1, 2]]},  # written by an earlier version
+        [{"a": 1, "b": 2}, [3, 4]],  # the first form: one object per row
+    ):
+        assert input_records(stored) == records, stored
+    assert input_records({"instances": [[1, 2]]}) == [] and input_records(None) == []
+    assert input_records({"dataframe_split": "not rows"}) == []
 
 
-def test_a_replayed_log_row_is_a_valid_scoring_request():
+def test_a_stored_request_replays_as_a_valid_scoring_request():
     from routing.payloads import parse
 
-    row = {"columns": ["a", "b"], "data": [[1.5, 2.0]]}
-    payload = parse(json.dumps({"dataframe_split": row}).encode(), "application/json")
-    assert list(payload.columns) == ["a", "b"] and payload.rows == [[1.5, 2.0]]
+    buffer_entry = _entry("replay")
+    stored = json.loads(prediction_log._inputs_json(buffer_entry.columns, buffer_entry.rows))
+    payload = parse(json.dumps(stored).encode(), "application/json")
+    assert list(payload.columns) == ["a", "b"] and payload.rows == buffer_entry.rows
