@@ -21,7 +21,7 @@ from django.utils.html import format_html, format_html_join
 
 from registry.admin import ModelVersionAdmin, ReadOnlyAdmin
 from registry.models import ModelVersion
-from routing import forms, services
+from routing import forms, promotion, services
 from routing.errors import GovernanceError
 from routing.models import Endpoint, PromotionRequest, Variant
 from routing.permissions import actor_can
@@ -33,19 +33,19 @@ ACTIONS: dict[str, tuple[str, type[forms.ReasonForm], Callable[..., Any], str, d
     "split": ("Set split", forms.TrafficSplitForm, services.traffic_split_set, "traffic_split_set", {}),
     "shadow": ("Add shadow", forms.ShadowSetForm, services.shadow_set, "shadow_set", {}),
     "unshadow": ("Remove shadow", forms.VariantReasonForm, services.shadow_remove, "shadow_remove", {}),
-    "promote": ("Promote", forms.PromoteForm, services.endpoint_promote, "endpoint_promote", {}),
+    "promote": ("Promote", forms.PromoteForm, promotion.endpoint_promote, "endpoint_promote", {}),
     "request": (
-        "Request promotion", forms.PromoteForm, services.promotion_request, "promotion_request", {}
+        "Request promotion", forms.PromoteForm, promotion.promotion_request, "promotion_request", {}
     ),
     "approve": (
         "Approve promotion",
         forms.DecisionForm,
-        services.promotion_approve,
+        promotion.promotion_approve,
         "promotion_approve",
         {"reason_required": False},
     ),
-    "reject": ("Reject promotion", forms.DecisionForm, services.promotion_reject, "promotion_reject", {}),
-    "rollback": ("Roll back", forms.ReasonForm, services.endpoint_rollback, "endpoint_rollback", {}),
+    "reject": ("Reject promotion", forms.DecisionForm, promotion.promotion_reject, "promotion_reject", {}),
+    "rollback": ("Roll back", forms.ReasonForm, promotion.endpoint_rollback, "endpoint_rollback", {}),
     "pause": ("Pause", forms.ReasonForm, services.endpoint_pause, "endpoint_pause", {}),
     "resume": ("Resume", forms.ReasonForm, services.endpoint_resume, "endpoint_resume", {}),
 }  # fmt: skip

@@ -1,7 +1,8 @@
 """Admin forms for the governed operations: each one shapes input for exactly one service.
 
 The forms check only what a browser can get wrong (a number is a number, a reason is given);
-the governance rules stay in ``routing.services`` and come back as form errors.
+the governance rules stay in ``routing.services`` and ``routing.promotion`` and come back as
+form errors.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The MLflow side of a routing change: move the aliases, tag the versions, update the mirror.
 
-Called by ``routing.services`` inside the service's transaction, so when MLflow cannot be
-reached the ``GovernanceError`` it raises rolls the whole change back. Aliases it had already
-moved are put back where they were (best effort; ``endpoint_aliases_reconcile`` pushes the
-database's truth again after an outage that cut a change short).
+Called by ``routing.services`` and ``routing.promotion`` inside the service's transaction, so
+when MLflow cannot be reached the ``GovernanceError`` it raises rolls the whole change back.
+Aliases it had already moved are put back where they were (best effort;
+``endpoint_aliases_reconcile`` pushes the database's truth again after an outage that cut a
+change short).
 """
 
 from __future__ import annotations

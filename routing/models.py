@@ -1,8 +1,8 @@
 """Endpoints, their variants (champion, challengers, shadows) and promotion requests.
 
-State changes go through ``routing.services``; the constraints here are the last line of
-defence when two admins race or a service has a bug: one champion per endpoint, weights only on
-champion and challengers, a mirror percentage only on shadows.
+State changes go through ``routing.services`` and ``routing.promotion``; the constraints here
+are the last line of defence when two admins race or a service has a bug: one champion per
+endpoint, weights only on champion and challengers, a mirror percentage only on shadows.
 """
 
 from __future__ import annotations

@@ -1,28 +1,28 @@
-"""State changes of endpoints and their traffic: every one atomic, locked, audited and mirrored.
+"""State changes of endpoints and their traffic: create, pause and resume, challengers, the split,
+shadows, and re-pushing MLflow aliases; promotion, approval and rollback are in ``routing.promotion``.
 
-Each service locks the endpoint row (``select_for_update``) so two admins changing the same
-endpoint run one after the other, writes its rows and its audit row in one transaction, and,
-when the change alters who is champion or challenger, moves the MLflow aliases and sets version
-tags *inside* that transaction. If MLflow cannot be reached, the transaction rolls back: nothing
-changes and the caller gets a ``GovernanceError`` (503) naming the server. Aliases already
-moved by a failed attempt are put back where they were (best effort; a later
-``endpoint_aliases_reconcile`` pushes the database's truth again).
+Each service (here and in ``routing.promotion``, which uses the helpers below) locks the endpoint
+row (``select_for_update``) so two admins changing the same endpoint run one after the other,
+writes its rows and its audit row in one transaction, and, when the change alters who is champion
+or challenger, moves the MLflow aliases and sets version tags *inside* that transaction. If MLflow
+cannot be reached, the transaction rolls back: nothing changes and the caller gets a
+``GovernanceError`` (503) naming the server. Aliases already moved by a failed attempt are put back
+where they were (best effort; a later ``endpoint_aliases_reconcile`` pushes the database's truth
+again).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from registry import mlflow_client
 from registry.audit import audit_record
 from registry.models import ModelVersion, RegisteredModel
 from routing.errors import GovernanceError
 from routing.mlflow_sync import ALIASES, alias_put, desired_aliases, mirror_update, mlflow_apply
-from routing.models import Endpoint, PromotionRequest, Variant
+from routing.models import Endpoint, Variant
 from routing.permissions import Actor, permission_check
 
 __all__ = ["GovernanceError"]  # re-exported: front doors catch routing.services.GovernanceError
@@ -371,203 +371,7 @@ def shadow_remove(*, actor: Actor, endpoint_name: str, variant_name: str, reason
     return variant
 
 
-# --- promotion and rollback -------------------------------------------------------------------
-
-
-def _gate_check(endpoint: Endpoint, challenger: Variant, champion: Variant, override: str) -> dict[str, Any]:
-    """The gate's verdict as audit data; raises unless it passes or is overridden with a reason."""
-    metric = endpoint.gate_metric
-    if not metric:
-        return {}
-    ours = challenger.model_version.metrics.get(metric)
-    theirs = champion.model_version.metrics.get(metric)
-    if ours is None or theirs is None:
-        passed, why = False, f"{metric} is missing on {'the challenger' if ours is None else 'the champion'}"
-    else:
-        higher = endpoint.gate_mode == Endpoint.GateMode.HIGHER_IS_BETTER
-        passed = ours >= theirs if higher else ours <= theirs
-        why = f"{metric}: challenger {ours:.6g} vs champion {theirs:.6g} ({endpoint.get_gate_mode_display().lower()})"
-    verdict = {"gate": {"metric": metric, "challenger": ours, "champion": theirs, "passed": passed}}
-    if not passed:
-        if not (override or "").strip():
-            raise GovernanceError(
-                "gate_failed",
-                f"Promotion gate failed: {why}. Give a gate override reason to promote anyway.",
-                status=409,
-            )
-        verdict["gate"]["override_reason"] = override.strip()
-    return verdict
-
-
-def _promotable(endpoint: Endpoint, variant_name: str) -> tuple[Variant, Variant]:
-    variant = _variant_named(endpoint, variant_name)
-    if variant.role != Role.CHALLENGER:
-        raise GovernanceError(
-            "not_a_challenger",
-            f"Only a challenger can be promoted; {variant.name!r} is a {variant.role}.",
-            status=409,
-        )
-    if not variant.model_version.is_servable:
-        raise GovernanceError("version_not_ready", f"{variant.model_version} is no longer servable.")
-    champion = endpoint.variants.select_related("model_version").get(role=Role.CHAMPION)
-    return variant, champion
-
-
-def _promote(
-    actor: Actor, endpoint: Endpoint, variant_name: str, reason: str, override: str, **extra: Any
-) -> Variant:
-    variant, champion = _promotable(endpoint, variant_name)
-    verdict = _gate_check(endpoint, variant, champion, override)
-    before = _snapshot(endpoint)
-    # Order matters: the partial unique constraints allow one champion and one previous champion
-    # at every statement, so free each role before handing it on.
-    endpoint.variants.filter(role=Role.PREVIOUS_CHAMPION).update(role=Role.RETIRED, weight=0)
-    taken = champion.weight
-    champion.role, champion.weight = Role.PREVIOUS_CHAMPION, 0
-    champion.save(update_fields=["role", "weight", "updated_at"])
-    variant.role, variant.weight = Role.CHAMPION, variant.weight + taken
-    variant.save(update_fields=["role", "weight", "updated_at"])
-    _weights_must_serve(endpoint)
-    endpoint.promotion_requests.filter(status=PromotionRequest.Status.PENDING).exclude(
-        variant=variant
-    ).update(status=PromotionRequest.Status.SUPERSEDED)
-    _audit(actor, "endpoint_promoted", endpoint, before, reason, variant=variant.name, **verdict, **extra)
-    mlflow_apply(endpoint, actor, reason, [variant, champion])
-    return variant
-
-
-@transaction.atomic
-def endpoint_promote(
-    *, actor: Actor, endpoint_name: str, variant_name: str, reason: str, gate_override_reason: str = ""
-) -> Variant:
-    """Make a challenger the champion; the old champion is kept as previous champion for rollback.
-
-    The new champion takes the old champion's weight on top of its own. Refused while
-    ``REQUIRE_PROMOTION_APPROVAL`` is on: then use ``promotion_request`` and ``promotion_approve``.
-    """
-    permission_check(actor, "endpoint_promote")
-    reason = _reason_required(reason)
-    if settings.REQUIRE_PROMOTION_APPROVAL and not isinstance(actor, str):
-        raise GovernanceError(
-            "approval_required",
-            "Promotions need a second person's approval here: request the promotion, then another "
-            "user with the approver role approves it.",
-            status=403,
-        )
-    endpoint = _endpoint_locked(endpoint_name)
-    return _promote(actor, endpoint, variant_name, reason, gate_override_reason)
-
-
-@transaction.atomic
-def promotion_request(
-    *, actor: Actor, endpoint_name: str, variant_name: str, reason: str, gate_override_reason: str = ""
-) -> PromotionRequest:
-    """Ask for a challenger's promotion; a different user approves it (four-eyes rule)."""
-    permission_check(actor, "promotion_request")
-    reason = _reason_required(reason)
-    if isinstance(actor, str):
-        raise GovernanceError("forbidden", "A promotion request needs a person as its requester.", status=403)
-    endpoint = _endpoint_locked(endpoint_name)
-    variant, champion = _promotable(endpoint, variant_name)
-    _gate_check(endpoint, variant, champion, gate_override_reason)  # fail early, checked again on approval
-    if endpoint.promotion_requests.filter(status=PromotionRequest.Status.PENDING).exists():
-        raise GovernanceError(
-            "conflict", f"Endpoint {endpoint.name!r} already has a pending promotion request.", status=409
-        )
-    request = PromotionRequest.objects.create(
-        endpoint=endpoint,
-        variant=variant,
-        reason=reason,
-        gate_override_reason=gate_override_reason.strip(),
-        requested_by=actor,
-    )
-    before = _snapshot(endpoint)
-    _audit(actor, "promotion_requested", endpoint, before, reason, variant=variant.name, request=request.pk)
-    return request
-
-
-def _request_locked(request_id: Any) -> tuple[PromotionRequest, Endpoint]:
-    pk = _int_in_range(request_id, "promotion request id", 1)
-    request = PromotionRequest.objects.filter(pk=pk).select_related("endpoint", "variant").first()
-    if request is None:
-        raise GovernanceError("not_found", f"There is no promotion request {pk}.", status=404)
-    endpoint = _endpoint_locked(request.endpoint.name)
-    request = PromotionRequest.objects.select_for_update().get(pk=pk)
-    if request.status != PromotionRequest.Status.PENDING:
-        raise GovernanceError("conflict", f"Promotion request {pk} is already {request.status}.", status=409)
-    return request, endpoint
-
-
-@transaction.atomic
-def promotion_approve(*, actor: Actor, request_id: int, reason: str = "") -> Variant:
-    """A second person approves a pending request; the promotion is applied at once."""
-    permission_check(actor, "promotion_approve")
-    request, endpoint = _request_locked(request_id)
-    if not isinstance(actor, str) and actor.pk == request.requested_by_id:
-        raise GovernanceError(
-            "four_eyes", "You requested this promotion; a different user must approve it.", status=403
-        )
-    request.status, request.decided_by = (
-        PromotionRequest.Status.APPLIED,
-        None if isinstance(actor, str) else actor,
-    )
-    request.decided_at, request.decision_reason = timezone.now(), (reason or "").strip()
-    request.save()
-    why = request.reason + (f" (approved: {request.decision_reason})" if request.decision_reason else "")
-    return _promote(
-        actor,
-        endpoint,
-        request.variant.name,
-        why,
-        request.gate_override_reason,
-        request=request.pk,
-        requested_by=request.requested_by.get_username(),
-    )
-
-
-@transaction.atomic
-def promotion_reject(*, actor: Actor, request_id: int, reason: str) -> PromotionRequest:
-    """Turn a pending promotion request down, with a reason."""
-    permission_check(actor, "promotion_reject")
-    reason = _reason_required(reason)
-    request, endpoint = _request_locked(request_id)
-    request.status, request.decided_at, request.decision_reason = (
-        PromotionRequest.Status.REJECTED,
-        timezone.now(),
-        reason,
-    )
-    request.decided_by = None if isinstance(actor, str) else actor
-    request.save()
-    _audit(actor, "promotion_rejected", endpoint, _snapshot(endpoint), reason, request=request.pk)
-    return request
-
-
-@transaction.atomic
-def endpoint_rollback(*, actor: Actor, endpoint_name: str, reason: str) -> Variant:
-    """Put the previous champion back in one step; the current champion is retired."""
-    permission_check(actor, "endpoint_rollback")
-    reason = _reason_required(reason)
-    endpoint = _endpoint_locked(endpoint_name)
-    previous = endpoint.variants.select_related("model_version").filter(role=Role.PREVIOUS_CHAMPION).first()
-    if previous is None:
-        raise GovernanceError(
-            "nothing_to_roll_back",
-            f"Endpoint {endpoint.name!r} has no previous champion to roll back to.",
-            status=409,
-        )
-    if not previous.model_version.is_servable:
-        raise GovernanceError("version_not_ready", f"{previous.model_version} is no longer servable.")
-    champion = endpoint.variants.select_related("model_version").get(role=Role.CHAMPION)
-    before = _snapshot(endpoint)
-    taken = champion.weight
-    champion.role, champion.weight = Role.RETIRED, 0
-    champion.save(update_fields=["role", "weight", "updated_at"])
-    previous.role, previous.weight = Role.CHAMPION, taken
-    previous.save(update_fields=["role", "weight", "updated_at"])
-    _weights_must_serve(endpoint)
-    _audit(actor, "endpoint_rolled_back", endpoint, before, reason, variant=previous.name)
-    mlflow_apply(endpoint, actor, reason, [previous, champion])
-    return previous
+# --- MLflow aliases ----------------------------------------------------------------------------
 
 
 @transaction.atomic

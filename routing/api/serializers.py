@@ -1,7 +1,8 @@
 """Shapes of the control API: read serializers for listings, input serializers for actions.
 
 Input serializers only check shape (a number is a number); every governance rule lives in
-``routing.services`` so the API and the admin refuse the same things with the same words.
+``routing.services`` and ``routing.promotion`` so the API and the admin refuse the same things
+with the same words.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from registry.models import AuditEvent, ModelVersion
-from routing import services
+from routing import promotion, services
 from routing.api import serializers as s
 from routing.errors import GovernanceError
 from routing.models import Endpoint, PromotionRequest, Variant
@@ -85,18 +85,18 @@ class EndpointViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=s.PromoteInput, responses=s.EndpointSerializer)
     @action(detail=True, methods=["post"])
     def promote(self, request: Request, name: str) -> Response:
-        return self._act(request, name, s.PromoteInput, _renamed(services.endpoint_promote))
+        return self._act(request, name, s.PromoteInput, _renamed(promotion.endpoint_promote))
 
     @extend_schema(request=s.PromoteInput, responses=s.PromotionRequestSerializer)
     @action(detail=True, methods=["post"], url_path="promotion-requests")
     def promotion_request(self, request: Request, name: str) -> Response:
-        req, err = _run(request, s.PromoteInput, _renamed(services.promotion_request), endpoint_name=name)
+        req, err = _run(request, s.PromoteInput, _renamed(promotion.promotion_request), endpoint_name=name)
         return err or Response(s.PromotionRequestSerializer(req).data, status=201)
 
     @extend_schema(request=s.ReasonInput, responses=s.EndpointSerializer)
     @action(detail=True, methods=["post"])
     def rollback(self, request: Request, name: str) -> Response:
-        return self._act(request, name, s.ReasonInput, services.endpoint_rollback)
+        return self._act(request, name, s.ReasonInput, promotion.endpoint_rollback)
 
     @extend_schema(request=s.ReasonInput, responses=s.EndpointSerializer)
     @action(detail=True, methods=["post"])
@@ -127,13 +127,13 @@ class PromotionRequestViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=s.OptionalReasonInput, responses=s.EndpointSerializer)
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str) -> Response:
-        variant, err = _run(request, s.OptionalReasonInput, services.promotion_approve, request_id=pk)
+        variant, err = _run(request, s.OptionalReasonInput, promotion.promotion_approve, request_id=pk)
         return err or _endpoint_response(variant.endpoint.name)
 
     @extend_schema(request=s.ReasonInput, responses=s.PromotionRequestSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str) -> Response:
-        req, err = _run(request, s.ReasonInput, services.promotion_reject, request_id=pk)
+        req, err = _run(request, s.ReasonInput, promotion.promotion_reject, request_id=pk)
         return err or Response(s.PromotionRequestSerializer(req).data)
 
 

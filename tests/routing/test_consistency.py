@@ -16,13 +16,8 @@ from rest_framework.test import APIClient
 from registry.models import AuditEvent, RegisteredModel
 from registry.services import registry_sync
 from routing.models import Variant
-from routing.services import (
-    GovernanceError,
-    challenger_start,
-    endpoint_create,
-    endpoint_promote,
-    traffic_split_set,
-)
+from routing.promotion import endpoint_promote
+from routing.services import GovernanceError, challenger_start, endpoint_create, traffic_split_set
 from tests.conftest import clone_version, load_script
 
 

@@ -6,17 +6,14 @@ from django.contrib.auth.models import User
 from registry.models import AuditEvent, ModelVersion, RegisteredModel
 from registry.services import registry_sync
 from routing.models import Endpoint, PromotionRequest, Variant
+from routing.promotion import endpoint_promote, endpoint_rollback, promotion_approve, promotion_request
 from routing.selectors import endpoint_variants, variant_shares
 from routing.services import (
     GovernanceError,
     challenger_start,
     endpoint_create,
     endpoint_pause,
-    endpoint_promote,
     endpoint_resume,
-    endpoint_rollback,
-    promotion_approve,
-    promotion_request,
     shadow_remove,
     shadow_set,
     traffic_split_set,
