@@ -109,6 +109,8 @@ def test_the_hot_path_runs_no_database_query_and_logs_in_the_background(serving,
         response = serving.post("/predict/noq", body, token, x_unit_key="user-1")
         assert response.status_code == 200
     assert PredictionLog.objects.count() == 0  # nothing written synchronously
+    (queued,) = BUFFER._entries
+    assert queued.request_json and queued.rows == []  # the body as sent; parsed rows not kept alive
     assert BUFFER.flush() == 1
     row = PredictionLog.objects.get()
     assert row.request_id == response.json()["request_id"] and row.endpoint == "noq"
