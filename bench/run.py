@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.mlflow_server import MlflowServer, free_port, wait_http  # noqa: E402
+from tests.mlflow_server import MlflowServer, free_port, scoring_server_args, wait_http  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
@@ -202,21 +202,7 @@ def start_mlflow_serve(
 ) -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = start(
-        [
-            str(BIN / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            f"models:/{model}/1",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
+        scoring_server_args(f"models:/{model}/1", port, workers),
         env,
         log,
     )

@@ -21,6 +21,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def scoring_server_args(model_uri: str, port: int, workers: int = 1) -> list[str]:
+    """``mlflow models serve`` from this environment, as the tests and the benchmark start it."""
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    where = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    return [mlflow_bin, "models", "serve", "-m", model_uri, "--env-manager", "local", *where]
+
+
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

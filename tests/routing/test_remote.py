@@ -16,7 +16,7 @@ import requests
 
 from routing.remote import RemoteBackend, RemoteUnavailable
 from routing.validation import Batch
-from tests.mlflow_server import free_port, wait_http
+from tests.mlflow_server import free_port, scoring_server_args, wait_http
 from tests.routing.serving_fixtures import Serving, breast_rows, start_serving
 from tests.routing.test_predict import _formats
 
@@ -40,24 +40,9 @@ def scoring_server(mlflow_server, trained_models, tmp_path_factory) -> Iterator[
         PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),
     )
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [
-                mlflow_bin,
-                "models",
-                "serve",
-                "-m",
-                "models:/test-shared/1",
-                "--env-manager",
-                "local",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
+            scoring_server_args("models:/test-shared/1", port),
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
