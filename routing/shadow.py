@@ -21,7 +21,7 @@ from django.conf import settings
 
 from monitoring import metrics
 from routing import inference
-from routing.prediction_log import BUFFER, LogEntry
+from routing.prediction_log import BUFFER, LogEntry, logged_inputs
 from routing.table import VariantRoute
 from routing.validation import Batch, validate
 
@@ -81,13 +81,11 @@ def run_shadow(job: ShadowJob) -> float | None:
             variant=variant.name,
             model_name=variant.model_name,
             model_version=variant.model_version,
-            columns=[] if job.request_json else batch.columns,
-            rows=[] if job.request_json else batch.rows,
+            **logged_inputs(job.request_json, batch.columns, batch.rows),
             outputs=outputs,
             latency_ms=elapsed_ms,
             unit_key=job.unit_key,
             is_shadow=True,
-            request_json=job.request_json,
             agreement=agreed,
         )
     )

@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from monitoring import metrics
 from routing import auth, inference
 from routing.payloads import Payload, PayloadError, parse
-from routing.prediction_log import BUFFER, LogEntry, json_default, request_json_for_log
+from routing.prediction_log import BUFFER, LogEntry, json_default, logged_inputs, request_json_for_log
 from routing.remote import RemoteRejected
 from routing.shadow import RUNNER, ShadowJob
 from routing.table import TABLE, EndpointRoute, VariantRoute, pick_random, pick_sticky
@@ -167,16 +167,12 @@ def predict(request: HttpRequest, endpoint: str | None = None) -> HttpResponse:
             variant=served.name,
             model_name=served.model_name,
             model_version=served.model_version,
-            # With the body kept as sent, the rows are not kept: every entry waits up to a flush
-            # interval, and 100-row batches held in thousands made full GC passes of ~100 ms.
-            columns=[] if request_json else batch.columns,
-            rows=[] if request_json else batch.rows,
+            **logged_inputs(request_json, batch.columns, batch.rows),
             outputs=outputs,
             latency_ms=seconds * 1000,
             unit_key=unit_key,
             token_name=token.name,
             fallback_from=failed,
-            request_json=request_json,
         )
     )
     if route.shadows:

@@ -98,7 +98,6 @@ def test_inputs_read_back_as_records_from_every_stored_form_and_tensors_give_non
         {"dataframe_records": records, "params": {"k": 1}},
         {"instances": records},
         {"inputs": {"a": [1], "b": [2]}},
-        {"columns": ["a", "b"], "data": [[1, 2]]},  # written by an earlier version
         [{"a": 1, "b": 2}, [3, 4]],  # the first form: one object per row
     ):
         assert input_records(stored) == records, stored
