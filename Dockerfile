@@ -1,5 +1,5 @@
 # The control plane's container image: gunicorn serving Django, and the same image runs the
-# MLflow tracking server (mlflow/server.sh), the migration hook and the CronJobs in the chart.
+# MLflow tracking server (mlflow/server.sh), the migration hook and the Celery worker and beat in the chart.
 #   docker build -t mlops-controlplane:0.1.0 .
 # The chart's default image (helm/controlplane: image.repository, appVersion) is this name and
 # version; tests/deploy checks the two agree. No Docker engine runs in CI here: tests/deploy/
@@ -8,14 +8,15 @@
 # Pinned by tag (python 3.11, Debian bookworm); pin by digest too where your registry policy asks.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
-# --- builder: resolve and install the pinned requirements into a virtualenv.
+# --- builder: install requirements.lock (every package pinned with its hashes; `make lock`
+# writes it from requirements.txt) into a virtualenv. --require-hashes refuses anything unpinned.
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install --upgrade pip && pip install -r /tmp/requirements.txt
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock
 
 # --- runtime: the virtualenv, the code, collected static files; runs as a non-root user.
 FROM ${PYTHON_IMAGE} AS runtime

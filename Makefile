@@ -5,12 +5,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format tools bench clean sync-chart-assets screenshots
+.PHONY: run test lint format tools bench bench-batch bench-feedback bench-hostile clean sync-chart-assets screenshots lock check-lock
 
-$(STAMP): requirements.txt requirements-dev.txt
+# Every venv installs from requirements-dev.lock: every package, transitive ones included, pinned
+# with its hashes (pip --require-hashes refuses anything else). clients/python (SDK + MLflow
+# deployments plugin) is then installed editable without dependencies (its dependencies are in
+# the lock); its pyproject.toml holds the plugin's entry point, so a change there reinstalls.
+# requirements*.txt hold the direct pins and why; `make lock` turns them into the lock files.
+$(STAMP): requirements-dev.lock clients/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e ./clients/python
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -23,9 +28,27 @@ run: $(STAMP)
 test: $(STAMP) tools lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## make lock: resolve requirements.txt (image) and requirements-dev.txt (venv) into hashed lock files,
+## keeping existing pins where they still fit; `make lock LOCK_UPGRADE=--upgrade` moves everything to the newest.
+LOCK_UPGRADE ?=
+PIP_COMPILE = $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-find-links --no-emit-index-url --no-emit-trusted-host
+lock: $(STAMP)
+	$(PIP_COMPILE) $(LOCK_UPGRADE) -o requirements.lock requirements.txt
+	$(PIP_COMPILE) $(LOCK_UPGRADE) -o requirements-dev.lock requirements-dev.txt
+	@# The editable client has no single file to hash: drop its line; the venv recipe installs it.
+	$(PY) scripts/check_lock.py --strip-editable requirements-dev.lock
+	$(MAKE) venv
+	$(PY) scripts/check_lock.py
+
+## make check-lock: the venv holds exactly what requirements-dev.lock pins (and the two locks agree).
+check-lock: $(STAMP)
+	$(PY) scripts/check_lock.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	DJANGO_SECRET_KEY=lint $(PY) manage.py check --fail-level WARNING
 	DJANGO_SECRET_KEY=lint $(PY) manage.py makemigrations --check --dry-run
 
@@ -39,6 +62,20 @@ tools:
 
 bench: $(STAMP) tools
 	$(PY) bench/run.py
+	$(PY) bench/batch.py
+	$(PY) bench/feedback.py
+
+## make bench-batch: a 1,000,000-row batch job (one worker, make run's broker) next to `mlflow models predict` on the same file.
+bench-batch: $(STAMP)
+	$(PY) bench/batch.py
+
+## make bench-feedback: /feedback items/s accepted and written, and what it costs /predict alongside.
+bench-feedback: $(STAMP) tools
+	$(PY) bench/feedback.py
+
+## make bench-hostile: time per KB of parse + validate for hostile /predict bodies, 1 KB to 5 MB (no server).
+bench-hostile: $(STAMP)
+	$(PY) bench/hostile_input.py
 
 ## make sync-chart-assets: copy monitoring/ rules and dashboards into the chart (a test fails on drift).
 sync-chart-assets:
@@ -49,4 +86,4 @@ screenshots: $(STAMP) tools
 	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/routing/test_browser.py -q
 
 clean:
-	rm -rf var/ .pytest_cache .ruff_cache
+	rm -rf var/ .env .pytest_cache .ruff_cache

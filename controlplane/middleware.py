@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -18,6 +20,10 @@ current_request_id: ContextVar[str] = ContextVar("current_request_id", default="
 # A client may pass its own id (tracing across services); anything else is replaced so a
 # header cannot smuggle arbitrary text into logs and audit rows.
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+request_logger = logging.getLogger("controlplane.request")
+# Probes and scrapes would drown the request lines (one every few seconds per replica).
+_UNLOGGED = ("/healthz", "/readyz", "/metrics", "/static/")
 
 
 def new_request_id() -> str:
@@ -35,12 +41,40 @@ class RequestIdMiddleware:
         request_id = incoming if _ACCEPTABLE.match(incoming) else new_request_id()
         request.request_id = request_id  # type: ignore[attr-defined]
         token = current_request_id.set(request_id)
+        started = time.perf_counter()
         try:
             response = self.get_response(request)
+            response["X-Request-ID"] = request_id
+            if not request.path.startswith(_UNLOGGED):
+                _log_request(request, response, request_id, time.perf_counter() - started)
         finally:
             current_request_id.reset(token)
-        response["X-Request-ID"] = request_id
         return response
+
+
+def _log_request(request: HttpRequest, response: HttpResponse, request_id: str, seconds: float) -> None:
+    """One line per request: the fields a log pipeline filters on (see ``controlplane.logs``)."""
+    match = getattr(request, "resolver_match", None)
+    kwargs = match.kwargs if match is not None else {}
+    endpoint = kwargs.get("endpoint") or kwargs.get("name") or ""
+    if not endpoint and match is not None and match.url_name == "predict-default":
+        endpoint = settings.DEFAULT_ENDPOINT
+    request_logger.info(
+        "%s %s %s",
+        request.method,
+        request.path[:200],
+        response.status_code,
+        extra={
+            "request_id": request_id,
+            "method": request.method,
+            "path": request.path[:200],
+            "status": response.status_code,
+            "latency_ms": round(seconds * 1000, 3),
+            "endpoint": str(endpoint)[:100],
+            "variant": response.headers.get("X-Variant", ""),
+            "model_version": response.headers.get("X-Model-Version", ""),
+        },
+    )
 
 
 class ServingPathMiddleware:

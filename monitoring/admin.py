@@ -3,7 +3,8 @@
 Both are read-only: results come from ``compute_drift``, references from MLflow or the log.
 The per-endpoint panel (traffic share and drift per variant) is the ``endpoint_monitoring_panel``
 template tag, shown on the drift overview here and added below routing's Endpoint change page
-by ``attach_panel_to_endpoint_admin`` (monitoring reads routing; routing never imports us).
+by ``attach_panel_to_endpoint_admin``: monitoring reads routing, while routing imports nothing of
+monitoring but the ``monitoring.metrics`` leaf (the import-linter contracts in pyproject.toml).
 """
 
 from __future__ import annotations

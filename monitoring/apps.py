@@ -10,13 +10,20 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
+        from django.conf import settings
         from prometheus_client import REGISTRY
 
+        from monitoring import metrics
         from monitoring.collectors import DATABASE_COLLECTOR
+        from monitoring.task_queue import TASK_QUEUE_COLLECTOR
+
+        # CONTROLPLANE_TELEMETRY=false exists to measure what recording costs (`make bench`).
+        metrics.set_enabled(settings.TELEMETRY_ENABLED)
 
         # Single-process mode exports the global registry; multiprocess mode adds the
         # collector per scrape in monitoring.views. ready() can run twice (tests, reloader).
-        try:
-            REGISTRY.register(DATABASE_COLLECTOR)
-        except ValueError:  # already registered: its names are taken
-            pass
+        for collector in (DATABASE_COLLECTOR, TASK_QUEUE_COLLECTOR):
+            try:
+                REGISTRY.register(collector)
+            except ValueError:  # already registered: its names are taken
+                pass

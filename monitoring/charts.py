@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -58,3 +60,95 @@ def share_bar(shares: Sequence[tuple[str, float]], *, width: int = 240, height: 
         ((rx, rw, height, c, n, pct) for rx, rw, c, n, pct in rects),
     )
     return format_html('<svg width="{}" height="{}" role="img">{}</svg>', width, height, body)
+
+
+REFERENCE_COLOUR, LIVE_COLOUR = "#79aec8", "#e0a526"
+MAX_CATEGORIES = 12  # more categories are summed into "other"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _histogram_bins(reference: Mapping[str, Any], live: Any) -> list[tuple[str, float, float]]:
+    """(bin label, reference share, live share) for a numeric or categorical summary."""
+    if reference.get("kind") == "numeric":
+        edges = [float(e) for e in reference["edges"]]
+        labels = (
+            [f"≤ {_fmt(edges[0])}"]
+            + [f"{_fmt(a)} to {_fmt(b)}" for a, b in itertools.pairwise(edges)]
+            + [f"> {_fmt(edges[-1])}"]
+            if edges
+            else ["all"]
+        )
+        live_shares = (
+            list(live) if isinstance(live, list) and len(live) == len(labels) else [0.0] * len(labels)
+        )
+        return list(zip(labels, reference["shares"], live_shares, strict=True))
+    ref: Mapping[str, float] = reference.get("shares", {})
+    cur: Mapping[str, float] = live if isinstance(live, Mapping) else {}
+    order = sorted(set(ref) | set(cur), key=lambda c: (-max(ref.get(c, 0.0), cur.get(c, 0.0)), c))
+    bins = [(c, ref.get(c, 0.0), cur.get(c, 0.0)) for c in order[:MAX_CATEGORIES]]
+    rest = order[MAX_CATEGORIES:]
+    if rest:
+        bins.append(("other", sum(ref.get(c, 0.0) for c in rest), sum(cur.get(c, 0.0) for c in rest)))
+    return bins
+
+
+def drift_histogram(
+    feature: str, reference: Mapping[str, Any] | None, live: Any, *, width: int = 260, height: int = 70
+) -> SafeString:
+    """Reference (blue) against live (amber) share per bin, side by side; hover a bar for numbers.
+
+    Numeric features use the reference's quantile bins, so the reference is roughly flat and a
+    shift shows as live bars rising and falling across it.
+    """
+    if not reference or live is None:
+        return SafeString("")
+    bins = _histogram_bins(reference, live)
+    top = max([max(r, c) for _, r, c in bins] + [1e-9])
+    pad, label_h = 2, 12
+    plot_h = height - label_h - pad
+    step = (width - 2 * pad) / len(bins)
+    bar = max(step / 2 - 1, 1)
+    bars = []
+    for i, (label, ref_share, live_share) in enumerate(bins):
+        x = pad + i * step
+        for dx, share, colour, side in (
+            (0, ref_share, REFERENCE_COLOUR, "reference"),
+            (bar, live_share, LIVE_COLOUR, "live"),
+        ):
+            h = round(plot_h * share / top, 1)
+            bars.append(
+                (
+                    round(x + dx, 1),
+                    round(pad + plot_h - h, 1),
+                    round(bar, 1),
+                    h,
+                    colour,
+                    label,
+                    side,
+                    f"{share:.1%}",
+                )
+            )
+    body = format_html_join(
+        "",
+        '<rect class="{}" x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {} {}</title></rect>',
+        ((side, x, y, w, h, c, label, side, pct) for x, y, w, h, c, label, side, pct in bars),
+    )
+    first, last = bins[0][0], bins[-1][0]
+    return format_html(
+        '<svg class="drift-histogram" data-feature="{f}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">'
+        "<title>{f}: reference (blue) against live (amber), share of values per bin</title>{body}"
+        '<text x="{pad}" y="{ty}" font-size="9" fill="#666">{first}</text>'
+        '<text x="{right}" y="{ty}" font-size="9" fill="#666" text-anchor="end">{last}</text></svg>',
+        f=feature,
+        w=width,
+        h=height,
+        body=body,
+        pad=pad,
+        right=width - pad,
+        ty=height - 2,
+        first=first,
+        last=last,
+    )

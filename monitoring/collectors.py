@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from django.db.models import Max
-from prometheus_client.core import GaugeMetricFamily
+from django.db.models import Count, Max
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,39 @@ COLLECTED_METRICS = {
     "controlplane_drift_reference_info": "gauge",
     "controlplane_drift_last_computed_timestamp_seconds": "gauge",
     "controlplane_database_collector_up": "gauge",
+    "controlplane_alias_pushes_open": "gauge",
+    "controlplane_alias_push_oldest_age_seconds": "gauge",
+    "controlplane_batch_jobs": "gauge",
+    "controlplane_governance_events_total": "counter",
 }
+
+
+def _governance_family() -> CounterMetricFamily:
+    return CounterMetricFamily(
+        "controlplane_governance_events",
+        "Governance changes of an endpoint (promotion, rollback, split, ...) from the append-only audit trail.",
+        labels=["endpoint", "action"],
+    )
+
+
+def _governance_events(family: CounterMetricFamily) -> None:
+    """Audit rows per endpoint and action: a true counter, since the audit table is append-only.
+
+    Every worker and replica reads the same rows, so they all report the same value (dashboards
+    take ``max``); only endpoints that exist are labelled, which keeps the label set bounded.
+    """
+    from registry.models import AuditEvent
+    from routing.models import Endpoint
+
+    names = set(Endpoint.objects.values_list("name", flat=True))
+    rows = (
+        AuditEvent.objects.filter(object_type="endpoint", object_repr__in=names)
+        .values_list("object_repr", "action")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for endpoint, action, n in rows:
+        family.add_metric([endpoint, action.removeprefix("routing.")], n)
 
 
 def _families() -> dict[str, GaugeMetricFamily]:
@@ -69,25 +101,39 @@ def _families() -> dict[str, GaugeMetricFamily]:
             "Unix time of the latest drift computation for the variant.",
             labels=VARIANT_LABELS,
         ),
+        "pushes": GaugeMetricFamily(
+            "controlplane_alias_pushes_open",
+            "MLflow alias pushes (the alias outbox) not applied yet, by status: pending or failed.",
+            labels=["status"],
+        ),
+        "push_age": GaugeMetricFamily(
+            "controlplane_alias_push_oldest_age_seconds",
+            "Age of the oldest alias push not applied yet (0 when MLflow has every change).",
+        ),
+        "batch_jobs": GaugeMetricFamily(
+            "controlplane_batch_jobs",
+            "Batch scoring jobs waiting or running, by status: queued or running.",
+            labels=["status"],
+        ),
     }
 
 
 def _serving_variants() -> list[tuple[str, str, str, str, float]]:
     """(endpoint, variant, model_version, role, share) of every active endpoint's serving variants."""
-    from routing.models import Variant
+    from routing.models import Variant, traffic_shares
 
-    variants = Variant.objects.filter(endpoint__is_active=True, role__in=Variant.SERVING_ROLES).values_list(
+    rows = Variant.objects.filter(endpoint__is_active=True, role__in=Variant.SERVING_ROLES).values_list(
         "endpoint__name", "name", "model_version__version", "role", "weight"
     )
-    totals: dict[str, int] = {}
-    for endpoint, _, _, role, weight in variants:
-        if role in Variant.WEIGHTED_ROLES:
-            totals[endpoint] = totals.get(endpoint, 0) + weight
+    by_endpoint: dict[str, list[tuple[str, str, int, str, int]]] = {}
+    for row in rows:
+        by_endpoint.setdefault(row[0], []).append(row)
     out = []
-    for endpoint, name, version, role, weight in variants:
-        total = totals.get(endpoint, 0)
-        share = weight / total if total and role in Variant.WEIGHTED_ROLES else 0.0
-        out.append((endpoint, name, str(version), role, share))
+    for endpoint, variants in by_endpoint.items():
+        shares = traffic_shares((name, role, weight) for _, name, _, role, weight in variants)
+        out.extend(
+            (endpoint, name, str(version), role, shares[name]) for _, name, version, role, _ in variants
+        )
     return out
 
 
@@ -120,16 +166,41 @@ def _add_drift(families: dict[str, GaugeMetricFamily], serving: set[tuple[str, s
         families["computed"].add_metric(labels, group["at"].timestamp())
 
 
+def _add_background(families: dict[str, GaugeMetricFamily]) -> None:
+    """The alias outbox and batch jobs: what waits on a worker (bounded labels: statuses only)."""
+    from django.db.models import Count, Min
+    from django.utils import timezone
+
+    from routing.models import AliasPush, BatchJob
+
+    open_pushes = AliasPush.objects.filter(status__in=AliasPush.OPEN)
+    counts = dict(open_pushes.values_list("status").annotate(n=Count("id")))
+    for status in AliasPush.OPEN:
+        families["pushes"].add_metric([status], counts.get(status, 0))
+    oldest = open_pushes.aggregate(at=Min("created_at"))["at"]
+    families["push_age"].add_metric([], (timezone.now() - oldest).total_seconds() if oldest else 0.0)
+    jobs = dict(
+        BatchJob.objects.filter(status__in=[BatchJob.Status.QUEUED, BatchJob.Status.RUNNING])
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    for status in (BatchJob.Status.QUEUED, BatchJob.Status.RUNNING):
+        families["batch_jobs"].add_metric([status], jobs.get(status, 0))
+
+
 class DatabaseCollector(Collector):
-    """Traffic shares, variant roles and the latest drift results, read from the database."""
+    """Traffic shares, variant roles, the latest drift results, open alias pushes and batch jobs,
+    read from the database."""
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Registration must not query the database (it may not exist yet at app start).
         yield from _families().values()
+        yield _governance_family()
         yield GaugeMetricFamily("controlplane_database_collector_up", "")
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families = _families()
+        governance = _governance_family()
         up = 1.0
         try:
             serving = _serving_variants()
@@ -137,11 +208,14 @@ class DatabaseCollector(Collector):
                 families["weight"].add_metric([endpoint, variant, version], share)
                 families["info"].add_metric([endpoint, variant, version, role], 1)
             _add_drift(families, {(e, v, m) for e, v, m, _, _ in serving})
+            _add_background(families)
+            _governance_events(governance)
         except Exception:  # a scrape must still return the process metrics when the DB is down
             logger.exception("reading traffic and drift for /metrics failed")
-            families = _families()
+            families, governance = _families(), _governance_family()
             up = 0.0
         yield from families.values()
+        yield governance
         yield GaugeMetricFamily(
             "controlplane_database_collector_up",
             "1 when the last scrape could read traffic and drift from the database.",

@@ -48,6 +48,9 @@ class DriftStat:
     ks_pvalue: float | None = None
     chi2_stat: float | None = None
     chi2_pvalue: float | None = None
+    # The live side of the picture: numeric, the share in each reference bin (aligned with the
+    # reference's shares); categorical, the share of each live category.
+    live_shares: list[float] | dict[str, float] | None = None
 
     @property
     def drifted(self) -> bool:
@@ -132,7 +135,8 @@ def compare_numeric(feature: str, summary: Mapping[str, Any], live: Sequence[Any
     if values.size == 0:
         return None
     edges = np.asarray(summary["edges"], dtype=float)
-    value = psi(summary["shares"], _bin_shares(values, edges))
+    live_shares = _bin_shares(values, edges)
+    value = psi(summary["shares"], live_shares)
     percentiles = np.asarray(summary["percentiles"], dtype=float)
     probs = np.linspace(0, 1, percentiles.size)
 
@@ -148,6 +152,7 @@ def compare_numeric(feature: str, summary: Mapping[str, Any], live: Sequence[Any
         n_reference=int(summary["n"]),
         ks_stat=float(ks.statistic),
         ks_pvalue=float(ks.pvalue),
+        live_shares=[round(float(x), 6) for x in live_shares],
     )
 
 
@@ -174,6 +179,7 @@ def compare_categorical(feature: str, summary: Mapping[str, Any], live: Sequence
         n_reference=int(summary["n"]),
         chi2_stat=chi2_stat,
         chi2_pvalue=chi2_p,
+        live_shares={c: round(n / n_live, 6) for c, n in sorted(live_counts.items())},
     )
 
 

@@ -60,6 +60,11 @@ class DriftResult(models.Model):
     n_live = models.PositiveIntegerField(help_text="Live values compared.")
     n_reference = models.PositiveIntegerField(help_text="Values the reference was built from.")
     reference_kind = models.CharField(max_length=32, choices=ReferenceKind.choices)
+    live_shares = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Live distribution: numeric, share per reference bin; categorical, share per category.",
+    )
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
     computed_at = models.DateTimeField(db_index=True)

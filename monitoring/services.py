@@ -4,6 +4,11 @@ Run periodically by ``manage.py compute_drift`` (``make run``, or a CronJob in t
 per web worker. For each (endpoint, variant, model version) seen in the window it compares the
 logged inputs and outputs with the version's reference and stores one ``DriftResult`` per
 feature plus one for the prediction, all stamped with the same ``computed_at``.
+
+No transaction is open while it reads MLflow, reads the log or computes: on SQLite a transaction
+holds the database's one write lock from its first statement, and a minute of drift computation
+inside one locked out the admin, token creation and the prediction log (issue 10). It reads
+(autocommit), computes, then writes every result in one short transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from monitoring import drift
@@ -27,7 +32,7 @@ from monitoring.models import DriftReference, DriftResult
 from registry import mlflow_client
 from registry.models import ModelVersion
 from routing.models import PredictionLog
-from routing.prediction_log import input_records
+from routing.serving.prediction_log import input_records
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +85,9 @@ def drift_reference_get_or_create(
     stored = DriftReference.objects.filter(model_name=model_name, model_version=model_version).first()
     if stored is not None:
         return stored
-    reference = _training_reference(model_name, model_version)
+    reference = _training_reference(model_name, model_version)  # MLflow: outside any transaction
     if reference is not None:
-        return DriftReference.objects.create(
+        return _reference_store(
             model_name=model_name,
             model_version=model_version,
             kind=KIND_TRAINING,
@@ -97,7 +102,7 @@ def drift_reference_get_or_create(
     if len(rows) < bootstrap_rows:
         return None
     predictions = [p for e in entries for p in (e["outputs"] or [])]
-    return DriftReference.objects.create(
+    return _reference_store(
         model_name=model_name,
         model_version=model_version,
         kind=KIND_LIVE_BOOTSTRAP,
@@ -107,18 +112,29 @@ def drift_reference_get_or_create(
     )
 
 
+def _reference_store(*, model_name: str, model_version: int, **fields: Any) -> DriftReference:
+    """One short write; a reference another run stored meanwhile wins (one per version)."""
+    try:
+        with transaction.atomic():
+            return DriftReference.objects.create(model_name=model_name, model_version=model_version, **fields)
+    except IntegrityError:
+        return DriftReference.objects.get(model_name=model_name, model_version=model_version)
+
+
 def _groups(window_start: datetime, window_end: datetime, endpoint: str | None) -> list[_Group]:
     logs = PredictionLog.objects.filter(created_at__gt=window_start, created_at__lte=window_end)
     if endpoint:
         logs = logs.filter(endpoint=endpoint)
-    keys = logs.values_list("endpoint", "variant", "model_name", "model_version").distinct()
-    return sorted(_Group(*k) for k in keys)
+    # order_by() first: the model's ordering (created_at) would otherwise join the DISTINCT and
+    # give one "group" per log row, each computed again (issue 10: minutes at ~30k rows).
+    keys = logs.order_by().values_list("endpoint", "variant", "model_name", "model_version").distinct()
+    return sorted({_Group(*k) for k in keys})
 
 
-@transaction.atomic
 def _drift_compute_group(
     group: _Group, *, window_start: datetime, window_end: datetime, computed_at: datetime, bootstrap_rows: int
 ) -> list[DriftResult]:
+    """The group's results, computed and not yet saved: reads only (and maybe its reference)."""
     ref = drift_reference_get_or_create(
         model_name=group.model_name, model_version=group.model_version, bootstrap_rows=bootstrap_rows
     )
@@ -134,7 +150,7 @@ def _drift_compute_group(
     ).order_by("-created_at", "-id")
     rows, predictions = _log_rows(logs, MAX_WINDOW_ROWS)
     stats = drift.compare_to_reference(ref.reference, rows, predictions)
-    return DriftResult.objects.bulk_create(
+    return [
         DriftResult(
             endpoint=group.endpoint,
             variant=group.variant,
@@ -150,12 +166,13 @@ def _drift_compute_group(
             n_live=s.n_live,
             n_reference=s.n_reference,
             reference_kind=ref.kind,
+            live_shares=s.live_shares,
             window_start=window_start,
             window_end=window_end,
             computed_at=computed_at,
         )
         for s in stats
-    )
+    ]
 
 
 def drift_compute(
@@ -167,8 +184,9 @@ def drift_compute(
 ) -> list[DriftResult]:
     """Compute and store drift for every variant that logged predictions in the window.
 
-    One transaction per variant, so an MLflow outage while fetching one version's reference
-    (logged and skipped) does not lose the others' results.
+    Everything is read and computed first, outside any transaction; an MLflow outage while
+    fetching one version's reference skips that variant (logged) and keeps the others. The
+    results are then written in one short transaction.
     """
     window_end = now or timezone.now()
     window_start = window_end - window
@@ -186,4 +204,5 @@ def drift_compute(
             )
         except mlflow_client.MlflowUnavailable as exc:
             logger.warning("drift for %s/%s skipped: %s", group.endpoint, group.variant, exc)
-    return results
+    with transaction.atomic():
+        return DriftResult.objects.bulk_create(results, batch_size=500)

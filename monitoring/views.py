@@ -1,5 +1,6 @@
 """``GET /metrics``: this process's metrics, or every worker's under multiprocess mode, plus the
-database-backed gauges of ``monitoring.collectors``.
+database-backed gauges of ``monitoring.collectors`` and the task queue depth of
+``monitoring.task_queue``.
 
 django-prometheus' own view builds a registry with only the multiprocess collector when
 ``PROMETHEUS_MULTIPROC_DIR`` is set, which would drop the traffic and drift gauges; this view
@@ -13,7 +14,9 @@ import os
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
+from monitoring import metrics as metrics_leaf
 from monitoring.collectors import DATABASE_COLLECTOR
+from monitoring.task_queue import TASK_QUEUE_COLLECTOR
 
 
 def metrics_registry() -> CollectorRegistry:
@@ -23,6 +26,9 @@ def metrics_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     registry.register(DATABASE_COLLECTOR)
+    registry.register(TASK_QUEUE_COLLECTOR)
+    for collector in metrics_leaf.DATABASE_COLLECTORS:  # e.g. experiments' variant quality
+        registry.register(collector)
     return registry
 
 

@@ -8,6 +8,7 @@ here because every other app writes to it and ``registry`` depends on nothing of
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -34,6 +35,11 @@ class RegisteredModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def mlflow_url(self) -> str:
+        """This model's page in the MLflow UI (``MLFLOW_UI_URL``)."""
+        return f"{settings.MLFLOW_UI_URL}/#/models/{quote(self.name, safe='')}"
 
 
 class ModelVersion(models.Model):
@@ -81,9 +87,9 @@ class ModelVersion(models.Model):
         return f"{self.registered_model.name} v{self.version}"
 
     @property
-    def uri(self) -> str:
-        """The MLflow URI that loads exactly this version."""
-        return f"models:/{self.registered_model.name}/{self.version}"
+    def mlflow_url(self) -> str:
+        """This version's page in the MLflow UI (``MLFLOW_UI_URL``)."""
+        return f"{self.registered_model.mlflow_url}/versions/{self.version}"
 
     @property
     def is_servable(self) -> bool:
@@ -94,11 +100,26 @@ class ModelVersion(models.Model):
         return [c.get("name", "") for c in (self.signature_inputs or [])]
 
 
+class AuditEventQuerySet(models.QuerySet):
+    """Bulk ``update()`` and ``delete()`` would go around the row's own refusal; they raise too.
+
+    Django's deletion of a user still nulls ``AuditEvent.user`` (it goes through the base manager,
+    not this one): the actor's name stays on the row, only the link to the account goes.
+    """
+
+    def update(self, **kwargs: Any) -> int:
+        raise ValidationError("Audit events are append-only and cannot be changed.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ValidationError("Audit events are append-only and cannot be deleted.")
+
+
 class AuditEvent(models.Model):
     """An append-only record of a change: who, what, before and after, why, and which request.
 
     Rows are written in the same transaction as the change they describe, so a change
-    without its audit row cannot exist. Updating or deleting a row raises.
+    without its audit row cannot exist. Updating or deleting a row, one at a time or through
+    a queryset, raises.
     """
 
     class ActorKind(models.TextChoices):
@@ -119,6 +140,8 @@ class AuditEvent(models.Model):
     reason = models.TextField(blank=True, default="")
     request_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
 
+    objects = AuditEventQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["object_type", "object_id"])]
@@ -133,3 +156,26 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValidationError("Audit events are append-only and cannot be deleted.")
+
+
+class JobLock(models.Model):
+    """A named lease on a background job, so one worker at a time does it (see ``registry.jobs``).
+
+    Lives here, like the audit table, because every app's tasks take one and ``registry``
+    depends on nothing of ours. ``pending_since`` de-duplicates enqueues (a burst of webhook
+    deliveries for one model sends one task); ``last_succeeded_at`` lets a periodic job skip a
+    duplicate delivery within its period.
+    """
+
+    name = models.CharField(max_length=300, unique=True)
+    holder = models.CharField(max_length=200, blank=True, default="", help_text="Celery task id.")
+    locked_until = models.DateTimeField(null=True, blank=True)
+    pending_since = models.DateTimeField(null=True, blank=True)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -238,6 +238,16 @@ def _mark_model_deleted(row: RegisteredModel, report: SyncReport, actor: str) ->
     report.deleted.append(row.name)
 
 
+def registry_model_names() -> list[str]:
+    """Every model a full reconcile looks at: those in MLflow and those still mirrored as live.
+
+    Raises ``MlflowUnavailable``; reads only.
+    """
+    names = mlflow_client.registered_model_names()
+    known = RegisteredModel.objects.filter(deleted_in_mlflow=False).values_list("name", flat=True)
+    return sorted(set(names) | set(known))
+
+
 def registry_sync(
     *, model_name: str | None = None, actor: str = SYSTEM, progress: Progress | None = None
 ) -> SyncReport:
@@ -248,15 +258,30 @@ def registry_sync(
     from MLflow are marked ``deleted_in_mlflow``, never dropped; aliases moved in MLflow are
     recorded as external changes.
     """
-    if model_name is None:
-        names = mlflow_client.registered_model_names()
-        known = RegisteredModel.objects.filter(deleted_in_mlflow=False).values_list("name", flat=True)
-        names = sorted(set(names) | set(known))
-    else:
-        names = [model_name]
+    names = registry_model_names() if model_name is None else [model_name]
     fetched = [_fetch_model(name, progress) for name in names]
     report = SyncReport(models_seen=sum(1 for f in fetched if f.model is not None))
     with transaction.atomic():
         for item in fetched:
             _apply_model(item, report, actor)
     return report
+
+
+def version_tags_write(version: ModelVersion, wanted: dict[str, str]) -> int:
+    """Write the tags of ``wanted`` whose value MLflow (as mirrored) does not have yet; returns
+    how many were written. MLflow is called outside any transaction; the mirror is then updated in
+    one short one, so a second call with the same ``wanted`` makes no MLflow call. Raises
+    ``MlflowUnavailable`` (nothing recorded as written) when MLflow cannot be reached."""
+    changed = {k: v for k, v in wanted.items() if version.tags.get(k) != v}
+    if not changed:
+        return 0
+    for key, value in changed.items():
+        mlflow_client.version_tag_set(
+            name=version.registered_model.name, version=version.version, key=key, value=value
+        )
+    with transaction.atomic():
+        row = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        row.tags = {**row.tags, **changed}
+        row.save(update_fields=["tags"])
+    version.tags = row.tags
+    return len(changed)

@@ -1,9 +1,11 @@
-"""``POST /hooks/mlflow``: MLflow registry webhooks, verified, then a sync of the named model.
+"""``POST /hooks/mlflow``: MLflow registry webhooks, verified, then a sync of the named model queued.
 
 MLflow signs ``{delivery_id}.{timestamp}.{raw body}`` with HMAC-SHA256 and sends
 ``X-MLflow-Signature: v1,<base64>``. We refuse missing, wrong and stale signatures, so a
-forged or replayed delivery changes nothing. MLflow keeps no outbox, so the periodic
-``sync_registry`` remains the safety net for deliveries lost in a restart.
+forged or replayed delivery changes nothing. A verified delivery enqueues ``sync_model(name)``
+(at most one waiting per model) and answers 202 at once: the web worker that serves /predict
+never waits on MLflow. MLflow keeps no outbox, so the periodic ``sync_registry`` task remains
+the safety net for deliveries lost in a restart.
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from registry.audit import MLFLOW
-from registry.mlflow_client import MlflowUnavailable
-from registry.services import registry_sync
+from registry.tasks import sync_model_request
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +79,11 @@ def mlflow_webhook(request: HttpRequest) -> JsonResponse:
         event = f"{payload['entity']}.{payload['action']}"
     except (ValueError, KeyError, TypeError):
         return _error(400, "bad_payload", "Expected MLflow webhook JSON with entity, action and data.name.")
-    if not isinstance(name, str) or not name:
-        return _error(400, "bad_payload", "data.name must be a non-empty string.")
+    if not isinstance(name, str) or not name or len(name) > 256:
+        return _error(400, "bad_payload", "data.name must be a non-empty string of at most 256 characters.")
     try:
-        report = registry_sync(model_name=name, actor=MLFLOW)
-    except MlflowUnavailable as exc:
-        # 503 makes MLflow retry the delivery; the periodic sync catches it otherwise.
-        log.warning("webhook %s for %s: sync failed: %s", event, name, exc)
-        return _error(503, "mlflow_unavailable", str(exc))
-    return JsonResponse(
-        {
-            "event": event,
-            "model": name,
-            "created": len(report.created),
-            "updated": len(report.updated),
-            "alias_changes": report.alias_changes,
-        }
-    )
+        queued = sync_model_request(name)
+    except Exception as exc:  # the broker is down; 503 makes MLflow retry the delivery
+        log.warning("webhook %s for %s: could not queue the sync: %s", event, name, exc)
+        return _error(503, "queue_unavailable", f"Cannot queue the sync of {name!r}: {exc}")
+    return JsonResponse({"event": event, "model": name, "queued": queued}, status=202)

@@ -4,15 +4,7 @@ from django.apps import AppConfig
 
 
 class RoutingConfig(AppConfig):
-    """Endpoints, variants, traffic, promotion and the routed /predict."""
+    """Endpoints, variants, traffic, promotion (``governance``) and the routed /predict (``serving``)."""
 
     name = "routing"
     verbose_name = "Routing and traffic"
-
-    def ready(self) -> None:
-        from django.conf import settings
-
-        if not settings.TELEMETRY_ENABLED:
-            from monitoring import metrics
-
-            metrics.set_enabled(False)

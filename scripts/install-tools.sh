@@ -8,6 +8,7 @@ need=()
 command -v promtool >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 command -v wrk >/dev/null || need+=(wrk)
+command -v redis-server >/dev/null || need+=(redis-server)  # the rate limiter's outage tests run their own
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "install-tools: missing ${need[*]}; run 'sudo apt-get install ${need[*]}' (tests needing them will skip)" >&2

@@ -5,6 +5,8 @@
 - ``mlflow_server_factory``: extra servers a test may stop (outage tests).
 - ``trained_models`` (session): a scikit-learn and an XGBoost model trained on real data and
   registered with signatures through the MLflow client, via the example scripts in ``mlflow/``.
+- ``celery_rig`` / ``celery_workers`` (session): real Celery workers on a real Redis
+  (``tests/celery_workers.py``).
 - Under ``CI=true`` every skipped test fails: a tool a laptop may lack is mandatory in CI.
 """
 
@@ -20,6 +22,7 @@ from types import ModuleType
 
 import pytest
 
+from tests.celery_workers import celery_rig, celery_workers  # noqa: F401 - fixtures for every test
 from tests.mlflow_server import REPO, MlflowServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

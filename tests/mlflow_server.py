@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,6 +96,29 @@ class MlflowServer:
 
         return MlflowClient(tracking_uri=self.url, registry_uri=self.url)
 
+    def freeze(self) -> None:
+        """SIGSTOP the server and its workers: the kernel still accepts connections, nobody answers.
+
+        That is a hung server as clients see it (no refusal, no reset, only silence); ``thaw``
+        (SIGCONT) lets it carry on where it stopped.
+        """
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after ``freeze``."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[MlflowServer]:
+        """Frozen inside the block, thawed however it ends (a session server must come back)."""
+        self.freeze()
+        try:
+            yield self
+        finally:
+            self.thaw()
+
     def stop(self) -> None:
         """Stop the server and every process it started, and wait until the port is closed.
 
@@ -102,6 +127,8 @@ class MlflowServer:
         """
         if self.proc is None:
             return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a frozen server would not see SIGTERM
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(self.proc.pid, sig)

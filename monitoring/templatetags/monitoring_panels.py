@@ -7,7 +7,7 @@ from typing import Any
 
 from django import template
 
-from monitoring.charts import psi_sparkline, share_bar
+from monitoring.charts import drift_histogram, psi_sparkline, share_bar
 from monitoring.drift import PSI_THRESHOLD
 from monitoring.selectors import endpoint_monitoring
 
@@ -20,6 +20,7 @@ def endpoint_monitoring_panel(endpoint_name: str) -> dict[str, Any]:
     for v in variants:
         for f in v.features:
             f.sparkline = psi_sparkline(f.history)
+            f.histogram = drift_histogram(f.latest.feature, f.reference, f.latest.live_shares)
     return {
         "endpoint_name": endpoint_name,
         "variants": variants,

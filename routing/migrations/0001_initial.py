@@ -4,8 +4,8 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-# The roles of the issue, as Django groups. Frozen here (a migration must not import app code
-# that may change); routing.permissions names the same codenames for the checks.
+# The three roles (data scientist, approver, SRE) as Django groups. Frozen here (a migration must not import app code
+# that may change); routing.governance.permissions names the same codenames for the checks.
 ROLE_GROUPS = {
     "data scientist": [
         "routing.start_challenger",

@@ -3,5 +3,5 @@
 from __future__ import annotations
 
 
-def not_ready() -> list[str]:
-    return ["stub says not ready"]
+def not_ready() -> dict:
+    return {"name": "stub", "ready": False, "problems": ["stub says not ready"], "detail": "staff only"}

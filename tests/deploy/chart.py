@@ -74,7 +74,7 @@ def render(value_set: str) -> Manifests:
 
 
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
-    """The pod spec of a Deployment, Job or CronJob."""
+    """The pod spec of a Deployment, StatefulSet, Job or CronJob."""
     spec = workload["spec"]
     if workload["kind"] == "CronJob":
         spec = spec["jobTemplate"]["spec"]
@@ -93,9 +93,10 @@ def env_of(workload: dict[str, Any]) -> dict[str, Any]:
 
 
 def control_plane_workloads(manifests: Manifests) -> list[dict[str, Any]]:
-    """Every pod that runs the control plane's code: web, the hook Jobs, the CronJobs."""
+    """Every pod that runs the control plane's code: web, Celery worker and beat, the hook Jobs."""
     return [
         manifests.get("Deployment", f"{FULLNAME}-web"),
+        manifests.get("Deployment", f"{FULLNAME}-worker"),
+        manifests.get("Deployment", f"{FULLNAME}-beat"),
         *manifests.of_kind("Job"),
-        *manifests.of_kind("CronJob"),
     ]

@@ -63,11 +63,12 @@ def test_it_is_multi_stage_on_a_python_3_11_slim_bookworm_base_pinned_by_tag() -
         assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", stage.base), stage.base
 
 
-def test_requirements_are_installed_in_the_builder_and_copied_into_the_runtime() -> None:
+def test_the_hashed_lock_is_installed_in_the_builder_and_copied_into_the_runtime() -> None:
     _, stages = parse_dockerfile()
     builder, runtime = stages[0], stages[-1]
-    assert any("requirements.txt" in a for a in builder.args_of("COPY"))
-    assert any(re.search(r"pip install (.* )?-r \S*requirements\.txt", a) for a in builder.args_of("RUN"))
+    assert any("requirements.lock" in a for a in builder.args_of("COPY"))
+    installs = [a for a in builder.args_of("RUN") if "pip install" in a]
+    assert installs and all("--require-hashes" in a and "requirements.lock" in a for a in installs), installs
     assert any(a.startswith(f"--from={builder.name} ") for a in runtime.args_of("COPY"))
     assert not any("pip install" in a for a in runtime.args_of("RUN")), "install only in the builder"
 
@@ -139,6 +140,6 @@ def test_dockerignore_keeps_local_state_out_and_what_the_image_runs_in() -> None
     ]
     for path in (".git/config", ".venv/bin/python", "var/controlplane.sqlite3", ".tools/bin/helm"):
         assert _ignored(path, patterns), f"{path} must not enter the build context"
-    for path in ("requirements.txt", "manage.py", "controlplane/settings.py", "mlflow/server.sh"):
+    for path in ("requirements.lock", "manage.py", "controlplane/settings.py", "mlflow/server.sh"):
         assert (REPO / path).exists()
         assert not _ignored(path, patterns), f"{path} is needed in the image"

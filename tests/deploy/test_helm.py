@@ -1,8 +1,9 @@
 """The Helm chart, linted and rendered by a real helm, and its manifests checked.
 
-Three value sets: the defaults (bundled MLflow, HPA on), ``ci/external-mlflow-values.yaml``
-(external MLflow, Ingress, existing Secret, shared cache) and ``ci/bundled-mlflow-s3-values.yaml``
-(HPA off, bundled MLflow on PostgreSQL with S3-compatible artifacts, secrets from values).
+Three value sets: the defaults (bundled MLflow and Redis, HPAs on), ``ci/external-mlflow-values.yaml``
+(external MLflow and Redis, Ingress, existing Secret, shared cache) and
+``ci/bundled-mlflow-s3-values.yaml`` (HPAs off, bundled MLflow on PostgreSQL with S3-compatible
+artifacts, Redis without a volume, secrets from values).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tests.deploy.chart import (
     CHART,
     FULLNAME,
     VALUE_SETS,
+    Manifests,
     container,
     control_plane_workloads,
     env_of,
@@ -109,6 +111,12 @@ def test_the_web_pods_run_gunicorn_with_the_probes_on_healthz_and_readyz() -> No
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_control_plane_pod_logs_json_lines(value_set: str) -> None:
+    for workload in control_plane_workloads(render(value_set)):
+        assert env_of(workload)["LOG_FORMAT"] == "json", workload["metadata"]["name"]
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_django_accepts_the_pod_ip_that_probes_and_prometheus_send_as_host(value_set: str) -> None:
     web = render(value_set).get("Deployment", WEB)
     names = [e["name"] for e in container(web)["env"]]
@@ -129,6 +137,18 @@ def test_prometheus_multiprocess_files_live_in_a_memory_backed_volume() -> None:
     parent = str(Path(directory).parent)
     assert directory not in mounts
     assert volumes[mounts[parent]]["emptyDir"]["medium"] == "Memory"
+
+
+def test_the_web_pods_keep_their_model_cache_on_a_volume_of_its_own() -> None:
+    # Issue 10: a worker restarted while MLflow is down loads from MODEL_CACHE_DIR at once.
+    web = render("default").get("Deployment", WEB)
+    directory = env_of(web)["MODEL_CACHE_DIR"]
+    mounts = {m["mountPath"]: m["name"] for m in container(web)["volumeMounts"]}
+    volume = {v["name"]: v for v in pod_spec(web)["volumes"]}[mounts[directory]]
+    assert volume["emptyDir"]["sizeLimit"] == "2Gi"
+    claimed = run_helm(*template_args("default", "--set", "web.modelCache.persistentVolumeClaim=models"))
+    assert claimed.returncode == 0, claimed.stderr
+    assert "claimName: models" in claimed.stdout
 
 
 def test_the_number_of_gunicorn_workers_is_set_not_guessed_from_the_node() -> None:
@@ -180,25 +200,107 @@ def test_the_mlflow_webhook_is_registered_after_each_install_and_upgrade() -> No
     assert f"{FULLNAME}.ml.svc" in hosts, "the webhook's Host must be allowed"
 
 
+WORKER = f"{FULLNAME}-worker"
+BEAT = f"{FULLNAME}-beat"
+REDIS = f"{FULLNAME}-redis"
+
+
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
-def test_sync_registry_and_compute_drift_are_cronjobs_that_never_overlap(value_set: str) -> None:
-    cronjobs = {c["metadata"]["name"]: c for c in render(value_set).of_kind("CronJob")}
-    commands = {}
-    for name, cronjob in cronjobs.items():
-        assert cronjob["spec"]["concurrencyPolicy"] == "Forbid", name
-        commands[name] = container(cronjob)["command"] + container(cronjob)["args"]
-    assert commands == {
-        f"{FULLNAME}-sync-registry": ["python", "manage.py", "sync_registry"],
-        f"{FULLNAME}-compute-drift": ["python", "manage.py", "compute_drift"],
-        f"{FULLNAME}-prune-predictions": [
-            "python",
-            "manage.py",
-            "prune_predictions",
-            "--older-than-days",
-            "30",
-        ],
-    }
-    assert "PROMETHEUS_MULTIPROC_DIR" not in env_of(cronjobs[f"{FULLNAME}-compute-drift"])
+def test_periodic_work_runs_on_celery_beat_and_workers_and_no_cronjob_is_left(value_set: str) -> None:
+    manifests = render(value_set)
+    assert not manifests.of_kind("CronJob")
+    worker = container(manifests.get("Deployment", WORKER))
+    assert worker["command"][:4] == ["celery", "-A", "controlplane", "worker"]
+    assert worker["command"][worker["command"].index("--queues") + 1] == "controlplane"
+    beat = manifests.get("Deployment", BEAT)
+    assert container(beat)["command"][:4] == ["celery", "-A", "controlplane", "beat"]
+    assert beat["spec"]["replicas"] == 1 and beat["spec"]["strategy"] == {"type": "Recreate"}
+    assert env_of(beat)["CELERY_BEAT_SCHEDULE_FILENAME"].startswith("/tmp/")
+    for workload in (manifests.get("Deployment", WORKER), beat, manifests.get("Deployment", WEB)):
+        env = env_of(workload)
+        assert int(env["CELERY_VISIBILITY_TIMEOUT_SECONDS"]) > int(env["CELERY_TASK_TIME_LIMIT_SECONDS"])
+        assert {"SCHEDULE_SYNC_REGISTRY_SECONDS", "SCHEDULE_COMPUTE_DRIFT_SECONDS"} <= set(env)
+
+
+def test_the_schedule_comes_from_values() -> None:
+    env = env_of(render("bundled-mlflow-s3").get("Deployment", BEAT))
+    assert env["SCHEDULE_COMPUTE_DRIFT_SECONDS"] == "3600"
+    assert env["SCHEDULE_SYNC_REGISTRY_SECONDS"] == "300"
+    assert env["ROLLOUT_TICK_SECONDS"] == "30" and "ROLLOUT_PROMETHEUS_URL" not in env
+
+
+def test_the_rollout_controller_can_query_the_clusters_prometheus() -> None:
+    result = run_helm(
+        *template_args("default", "--set", "celery.rolloutPrometheusUrl=http://prometheus-operated:9090")
+    )
+    assert result.returncode == 0, result.stderr
+    manifests = Manifests(tuple(d for d in yaml.safe_load_all(result.stdout) if d))
+    assert (
+        env_of(manifests.get("Deployment", WORKER))["ROLLOUT_PROMETHEUS_URL"]
+        == "http://prometheus-operated:9090"
+    )
+
+
+def test_workers_autoscale_by_default_and_serve_their_metrics_to_a_pod_monitor() -> None:
+    manifests = render("default")
+    worker = manifests.get("Deployment", WORKER)
+    assert "replicas" not in worker["spec"]
+    hpa = manifests.get("HorizontalPodAutoscaler", WORKER)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == WORKER
+    env = env_of(worker)
+    port = int(env["CELERY_WORKER_METRICS_PORT"])
+    assert container(worker)["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    mounts = {m["mountPath"]: m["name"] for m in container(worker)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(worker)["volumes"]}
+    assert volumes[mounts[env["PROMETHEUS_MULTIPROC_DIR"]]]["emptyDir"]["medium"] == "Memory"
+    monitor = manifests.get("PodMonitor", WORKER)
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    fixed = render("bundled-mlflow-s3")
+    assert fixed.get("Deployment", WORKER)["spec"]["replicas"] == 3
+    assert not fixed.has("HorizontalPodAutoscaler", WORKER)
+
+
+def test_the_bundled_redis_is_the_broker_by_default() -> None:
+    manifests = render("default")
+    redis = manifests.get("StatefulSet", REDIS)
+    assert redis["spec"]["replicas"] == 1
+    assert "--appendonly" in container(redis)["command"]
+    assert redis["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert pod_spec(redis)["securityContext"]["runAsNonRoot"] is True
+    assert container(redis)["securityContext"]["readOnlyRootFilesystem"] is True
+    assert manifests.get("Service", REDIS)["spec"]["ports"][0]["port"] == 6379
+    for workload in control_plane_workloads(manifests):
+        assert env_of(workload)["CELERY_BROKER_URL"] == f"redis://{REDIS}:6379/0"
+    assert "persistentVolumeClaim" not in str(render("bundled-mlflow-s3").get("StatefulSet", REDIS))
+
+
+def test_an_external_redis_comes_from_the_secret_and_none_is_bundled() -> None:
+    manifests = render("external-mlflow")
+    assert not manifests.has("StatefulSet", REDIS)
+    for workload in control_plane_workloads(manifests):
+        env = env_of(workload)
+        assert env["CELERY_BROKER_URL_FILE"] == f"{SECRET_DIR}/CELERY_BROKER_URL"
+        assert "CELERY_BROKER_URL" not in env
+    result = run_helm(
+        *template_args(
+            "default", "--set", "redis.bundled=false", "--set", "secrets.celeryBrokerUrl=redis://r:6379/2"
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    secret = next(
+        d
+        for d in yaml.safe_load_all(result.stdout)
+        if d and d["kind"] == "Secret" and "DATABASE_URL" in d.get("data", {})
+    )
+    assert base64.b64decode(secret["data"]["CELERY_BROKER_URL"]).decode() == "redis://r:6379/2"
+
+
+def test_an_external_redis_without_a_url_fails_with_a_message() -> None:
+    result = run_helm(*template_args("default", "--set", "redis.bundled=false"))
+    assert result.returncode != 0
+    assert "secrets.celeryBrokerUrl" in result.stderr
 
 
 def test_autoscaling_on_by_default_leaves_replicas_to_the_hpa() -> None:
@@ -266,11 +368,50 @@ def test_the_optional_ingress_routes_its_host_to_the_web_service() -> None:
     assert ingress["spec"]["ingressClassName"] == "nginx"
     rule = ingress["spec"]["rules"][0]
     assert rule["host"] == "controlplane.example.com"
-    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": FULLNAME, "port": {"name": "http"}}
+    for path in rule["http"]["paths"]:
+        assert path["backend"]["service"] == {"name": FULLNAME, "port": {"name": "http"}}
+        assert path["pathType"] == "Prefix"
     hosts = env_of(manifests.get("Deployment", WEB))["DJANGO_ALLOWED_HOSTS"].split(",")
     assert {"controlplane.example.com", "controlplane.internal", FULLNAME} <= set(hosts)
     service = manifests.get("Service", FULLNAME)
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "web"
+
+
+def _ingress_paths(*overrides: str) -> list[str]:
+    args = template_args("default", "--set", "ingress.enabled=true,ingress.hosts[0].host=cp.example.com")
+    result = run_helm(*args, *overrides)
+    assert result.returncode == 0, result.stderr
+    ingress = next(d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "Ingress")
+    return [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+
+
+def test_the_ingress_routes_only_the_public_api_and_never_metrics_readyz_or_hooks() -> None:
+    assert _ingress_paths() == ["/predict", "/feedback", "/api"]
+    assert _ingress_paths("--set", "ingress.admin=true") == [
+        "/predict",
+        "/feedback",
+        "/api",
+        "/admin",
+        "/static",
+    ]
+    assert _ingress_paths("--set", "ingress.webhook=true")[-1] == "/hooks"
+    rendered = render("external-mlflow").get("Ingress", FULLNAME)
+    paths = {p["path"] for rule in rendered["spec"]["rules"] for p in rule["http"]["paths"]}
+    assert not paths & {"/", "/metrics", "/readyz", "/healthz", "/hooks"}
+
+
+def test_https_settings_are_on_exactly_when_tls_ends_at_the_ingress() -> None:
+    with_tls = env_of(render("external-mlflow").get("Deployment", WEB))
+    assert (
+        with_tls["DJANGO_SECURE_SSL_REDIRECT"] == "true"
+        and with_tls["DJANGO_SECURE_PROXY_SSL_HEADER"] == "true"
+    )
+    assert (
+        with_tls["DJANGO_SECURE_COOKIES"] == "true" and with_tls["DJANGO_SECURE_HSTS_SECONDS"] == "31536000"
+    )
+    assert not any(k.startswith("DJANGO_SECURE_") for k in env_of(render("default").get("Deployment", WEB)))
+    result = run_helm(*template_args("external-mlflow", "--set", "config.https.enabled=false"))
+    assert result.returncode == 0 and "DJANGO_SECURE_" not in result.stdout
 
 
 def test_a_service_monitor_scrapes_the_web_pods_metrics() -> None:
@@ -324,11 +465,16 @@ def test_the_default_image_is_the_one_the_dockerfile_builds() -> None:
         (["--set", "mlflow.enabled=false"], "externalUrl"),
         (["--set", "podSecurityContext.runAsNonRoot=false"], "runAsNonRoot"),
         (["--set", "secrets.databaseUrl=mysql://db/controlplane"], "databaseUrl"),
-        (["--set", "cronJobs.computeDrift.schedule=often"], "schedule"),
+        (["--set", "celery.schedule.computeDriftSeconds=often"], "computeDriftSeconds"),
+        (["--set", "celery.worker.concurrency=0"], "concurrency"),
+        (["--set", "secrets.celeryBrokerUrl=amqp://rabbit"], "celeryBrokerUrl"),
         (["--set", "replicaCount=2"], "replicaCount"),
         (["--set", "config.logLevel=LOUD"], "logLevel"),
+        (["--set", "config.logFormat=xml"], "logFormat"),
         (["--set", "mlflowWebhook.url=ftp://x"], "mlflowWebhook.url"),
         (["--set", "web.prometheusMultiprocDir=/multiproc"], "prometheusMultiprocDir"),
+        (["--set", "ingress.hosts[0].host=x,ingress.hosts[0].paths[0]=/"], "paths"),
+        (["--set", "config.https.hstsSeconds=-1"], "hstsSeconds"),
     ],
     ids=lambda v: v if isinstance(v, str) else v[1],
 )
@@ -411,3 +557,12 @@ def test_every_helm_command_in_the_docs_is_accepted_by_the_chart() -> None:
             argv = ["template", *[a for a in argv[1:] if a != "--reuse-values"]]
         result = subprocess.run([helm(), *argv], capture_output=True, text=True, timeout=120, cwd=REPO)
         assert result.returncode == 0, f"{where}\n{result.stderr}"
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_batch_job_files_live_in_s3_for_web_pods_and_workers_alike(value_set: str) -> None:
+    manifests = render(value_set)
+    for workload in control_plane_workloads(manifests):
+        env = env_of(workload)
+        assert env["BATCH_STORAGE"] == "s3" and env["BATCH_S3_BUCKET"] == "controlplane-batch-jobs"
+        assert env["BATCH_MAX_UPLOAD_BYTES"] == "2147483648" and env["BATCH_JOB_RETENTION_DAYS"] == "7"

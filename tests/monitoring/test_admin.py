@@ -10,8 +10,8 @@ from django.template import Context, Template
 from django.urls import reverse
 from django.utils import timezone
 
-from monitoring.charts import psi_sparkline
-from monitoring.models import DriftResult
+from monitoring.charts import drift_histogram, psi_sparkline
+from monitoring.models import DriftReference, DriftResult
 
 pytestmark = pytest.mark.django_db
 
@@ -100,3 +100,51 @@ def test_the_endpoint_page_shows_traffic_and_drift_below_the_governance_buttons(
     html = response.content.decode()
     assert "Traffic and drift of demo" in html and "psi-sparkline" in html
     assert 'id="governance-actions"' in html  # routing's own template still renders
+
+
+def test_the_histogram_draws_reference_and_live_side_by_side_per_bin():
+    reference = {"kind": "numeric", "n": 100, "edges": [1.0, 2.0, 3.0], "shares": [0.25, 0.25, 0.25, 0.25]}
+
+    svg = str(drift_histogram("mean radius", reference, [0.0, 0.1, 0.2, 0.7]))
+
+    heights = {
+        side: [float(h) for h in re.findall(rf'<rect class="{side}"[^>]* height="([\d.]+)"', svg)]
+        for side in ("reference", "live")
+    }
+    assert len(heights["reference"]) == len(heights["live"]) == 4
+    assert len(set(heights["reference"])) == 1  # quantile bins: a flat reference
+    assert heights["live"] == sorted(heights["live"]) and heights["live"][0] == 0  # the shift to the right
+    assert "&gt; 3" in svg and "70.0%" in svg and 'data-feature="mean radius"' in svg
+
+
+def test_the_categorical_histogram_keeps_the_largest_categories_and_sums_the_rest():
+    reference = {"kind": "categorical", "n": 100, "shares": {f"c{i:02d}": 1 / 20 for i in range(20)}}
+
+    svg = str(drift_histogram("colour", reference, {"new": 0.5, "c00": 0.5}))
+
+    labels = re.findall(r"<title>([^:<]+): reference [\d.]+%</title>", svg)
+    assert labels[:2] == ["c00", "new"] and labels[-1] == "other" and len(labels) == 13
+    assert str(drift_histogram("colour", None, {})) == "" and str(drift_histogram("x", reference, None)) == ""
+
+
+def test_the_panel_draws_a_histogram_per_feature_from_the_reference_and_the_live_shares(make_endpoint):
+    make_endpoint("demo", VARIANTS)
+    DriftReference.objects.create(
+        model_name="m",
+        model_version=1,
+        kind="training",
+        source="run",
+        reference={
+            "features": {"mean radius": {"kind": "numeric", "n": 10, "edges": [1.0], "shares": [0.5, 0.5]}},
+            "prediction": {"kind": "categorical", "n": 10, "shares": {"0": 0.4, "1": 0.6}},
+        },
+    )
+    _results("champion", 1, "mean radius", [0.45])
+    DriftResult.objects.filter(feature="mean radius").update(live_shares=[0.1, 0.9])
+    _results("champion", 1, DriftResult.PREDICTION, [0.01])
+    DriftResult.objects.filter(feature=DriftResult.PREDICTION).update(live_shares={"0": 0.35, "1": 0.65})
+
+    html = Template("{% load monitoring_panels %}{% endpoint_monitoring_panel 'demo' %}").render(Context())
+
+    assert 'data-feature="mean radius"' in html and f'data-feature="{DriftResult.PREDICTION}"' in html
+    assert "live 90.0%" in html and "live 65.0%" in html

@@ -61,6 +61,13 @@ def test_shifting_one_feature_raises_only_its_psi_above_the_threshold(trained_mo
     assert results[SHIFTED].n_live == 569
     stored = DriftReference.objects.get(model_name=name, model_version=version)
     assert stored.kind == ReferenceKind.TRAINING and SHIFTED in stored.reference["features"]
+    # The live side of the histogram: one share per reference bin, summing to 1, weight moved up.
+    shifted = DriftResult.objects.get(feature=SHIFTED)
+    reference_shares = stored.reference["features"][SHIFTED]["shares"]
+    assert len(shifted.live_shares) == len(reference_shares) and sum(shifted.live_shares) == pytest.approx(1)
+    assert shifted.live_shares[-1] > 2 * reference_shares[-1]
+    prediction = DriftResult.objects.get(feature=DriftResult.PREDICTION).live_shares
+    assert sum(prediction.values() if isinstance(prediction, dict) else prediction) == pytest.approx(1)
 
 
 def test_a_version_without_a_training_reference_is_compared_with_its_first_live_rows(db):
@@ -96,3 +103,75 @@ def test_compute_drift_command_limits_itself_to_the_window(trained_models, capsy
 def test_compute_drift_refuses_a_window_it_cannot_read(db):
     with pytest.raises(CommandError, match="--window"):
         call_command("compute_drift", "--window", "an hour")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drift_reads_mlflow_and_computes_outside_any_transaction_then_writes_briefly(
+    trained_models, monkeypatch
+):
+    """On SQLite an open transaction holds the one write lock: computing inside one locked everyone out."""
+    from django.db import connection
+
+    from monitoring import services
+    from registry import mlflow_client
+
+    seen: dict[str, list[bool]] = {"mlflow": [], "compute": [], "write": []}
+
+    def spy(kind, real):
+        def call(*args, **kwargs):
+            seen[kind].append(connection.in_atomic_block)
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(mlflow_client, "run_artifact_json", spy("mlflow", mlflow_client.run_artifact_json))
+    monkeypatch.setattr(
+        services.drift, "compare_to_reference", spy("compute", services.drift.compare_to_reference)
+    )
+    monkeypatch.setattr(DriftResult.objects, "bulk_create", spy("write", DriftResult.objects.bulk_create))
+    registry_sync(model_name=trained_models.sklearn_name)
+    _log(
+        "lock", "champion", trained_models.sklearn_name, trained_models.sklearn_version, _breast_cancer_rows()
+    )
+
+    assert drift_compute(endpoint="lock")
+    assert seen["mlflow"] == [False] and seen["compute"] == [False]
+    assert seen["write"] == [True]  # the results: one short transaction
+
+
+@pytest.mark.django_db(transaction=True)
+def test_registry_sync_calls_mlflow_outside_any_transaction(trained_models, monkeypatch):
+    from django.db import connection
+
+    from registry import mlflow_client
+
+    calls: list[tuple[str, bool]] = []
+    for name in ("registered_model_get", "model_versions_list", "version_details", "registered_model_names"):
+        real = getattr(mlflow_client, name)
+
+        def spy(*args, _name=name, _real=real, **kwargs):
+            calls.append((_name, connection.in_atomic_block))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(mlflow_client, name, spy)
+    registry_sync(model_name=trained_models.sklearn_name)
+    registry_sync()
+    assert calls and not [c for c in calls if c[1]], calls
+
+
+def test_each_variant_is_computed_once_however_many_log_rows_it_has(trained_models, monkeypatch):
+    """The log's ordering (created_at) joined the DISTINCT: one computation per row, minutes at ~30k rows."""
+    from monitoring import services
+
+    calls = []
+    real = services.drift.compare_to_reference
+    monkeypatch.setattr(
+        services.drift, "compare_to_reference", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    registry_sync(model_name=trained_models.sklearn_name)
+    rows = _breast_cancer_rows()[:40]
+    for i, row in enumerate(rows):  # each row at its own time
+        _log("once", "champion", trained_models.sklearn_name, trained_models.sklearn_version, [row],
+             at=timezone.now() - timedelta(minutes=50 - i))  # fmt: skip
+    assert drift_compute(endpoint="once")
+    assert len(calls) == 1

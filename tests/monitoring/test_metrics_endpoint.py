@@ -111,3 +111,48 @@ def test_it_exports_only_the_latest_drift_of_configured_variants(client, make_en
 def test_it_refuses_an_outcome_outside_the_contract():
     with pytest.raises(ValueError, match="outcome"):
         metrics.record_prediction("demo", "champion", 1, "timeout", 0.1)
+
+
+def test_open_alias_pushes_and_their_age_are_exported_until_applied(client, mlflow_server, trained_models):
+    from routing.governance.services import endpoint_create
+    from routing.models import AliasPush
+    from tests.routing.helpers import alias_pushes_applied, make_model
+
+    fresh_model = make_model(mlflow_server.client(), trained_models)
+    endpoint_create(actor="system", name="gauge", model_name=fresh_model.name, champion_version=1, reason="r")
+    AliasPush.objects.update(created_at=timezone.now() - timedelta(minutes=40))
+
+    waiting = _samples(client)
+    alias_pushes_applied(fresh_model.name)
+    applied = _samples(client)
+
+    assert waiting[("controlplane_alias_pushes_open", _labels(status="pending"))] == 1
+    assert waiting[("controlplane_alias_push_oldest_age_seconds", frozenset())] >= 2400
+    assert applied[("controlplane_alias_pushes_open", _labels(status="pending"))] == 0
+    assert applied[("controlplane_alias_push_oldest_age_seconds", frozenset())] == 0
+    assert applied[("controlplane_batch_jobs", _labels(status="queued"))] == 0
+
+
+def test_it_counts_governance_events_per_endpoint_and_action_from_the_audit_trail(client, make_endpoint):
+    from registry.audit import audit_record
+
+    demo = make_endpoint("demo", DEMO_VARIANTS)
+
+    def audit(action: str, name: str = "demo") -> None:
+        audit_record(
+            actor="system", action=action, object_type="endpoint", object_id=demo.pk, object_repr=name,
+            before={}, after={}, reason="r",
+        )  # fmt: skip
+
+    audit("routing.endpoint_promoted")
+    audit("routing.endpoint_promoted")
+    audit("routing.endpoint_rolled_back")
+    audit("routing.endpoint_promoted", name="gone")  # no such endpoint: no unbounded label
+
+    samples = _samples(client)
+    events = "controlplane_governance_events_total"
+    assert samples[(events, _labels(endpoint="demo", action="endpoint_promoted"))] == 2
+    assert samples[(events, _labels(endpoint="demo", action="endpoint_rolled_back"))] == 1
+    assert not [k for k in samples if k[0] == events and ("endpoint", "gone") in k[1]]
+    audit("routing.endpoint_rolled_back")
+    assert _samples(client)[(events, _labels(endpoint="demo", action="endpoint_rolled_back"))] == 2

@@ -54,6 +54,17 @@ MAY_BE_EMPTY = (
     "Fallbacks",
     "Dropped prediction-log rows",
     "Database query rate and errors / B",  # django_db_errors_total: no database error here
+    # Recorded by Celery workers, which this stack does not run (drift runs as a command here);
+    # tests/tasks checks them on real workers.
+    "Task runs by outcome",
+    "Task duration p50 / p95",
+    # No rollout plan runs on this stack (tests/delivery checks the gauges and counters).
+    "Rollout step: challenger share",
+    "Rollout checks by result",
+    "Rollbacks and time past deadline",
+    "Bandit: share per arm",
+    "Bandit: probability best per arm",
+    "Bandit: regret and outcomes",
 )
 
 
@@ -144,6 +155,8 @@ def stack(mlflow_server, trained_models, tmp_path_factory) -> Iterator[Stack]:
     _register_versions(mlflow_server, trained_models)
     _manage(env, "migrate", "--noinput")
     _manage(env, "demo", "--model", MODEL, "--endpoint", ENDPOINT)
+    # The demo token gains the feedback scope (and the endpoint an experiment), as under make run.
+    _manage(env, "demo_experiment", "--endpoint", ENDPOINT)
     token = (tmp / "var" / "demo_token").read_text().strip()
 
     cmd = [sys.executable, "-m", "gunicorn", "controlplane.wsgi:application"]
@@ -201,6 +214,43 @@ def _send(stack: Stack, shift_sd: float) -> int:
         statuses = list(pool.map(lambda b: _post(stack, b), bodies))
     assert statuses == [200] * len(bodies)
     return len(bodies)
+
+
+def _send_ground_truth(stack: Stack, requests_: int = 60) -> None:
+    """Labels for the first rows of logged requests through /feedback, then quality, then the scrape."""
+    with sqlite3.connect(stack.db_path, timeout=20) as db:
+        logged = db.execute(
+            "SELECT request_id, outputs FROM routing_predictionlog WHERE is_shadow = 0 LIMIT ?", (requests_,)
+        ).fetchall()
+    items = [{"request_id": rid, "row": 0, "label": json.loads(outputs)[0]} for rid, outputs in logged]
+    request = urllib.request.Request(
+        f"{stack.app_url}/feedback/{ENDPOINT}",
+        data=json.dumps({"items": items}).encode(),
+        headers={"Authorization": f"Bearer {stack.token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.load(response)["accepted"] == len(items)
+
+    def written() -> tuple[bool, int]:
+        with sqlite3.connect(stack.db_path, timeout=20) as db:
+            n = db.execute("SELECT count(*) FROM experiments_feedback").fetchone()[0]
+        return n == len(items), n
+
+    _wait_for("feedback to be written", written)
+    _manage(stack.env, "compute_quality", "--endpoint", ENDPOINT)
+    _wait_for(
+        "Prometheus to scrape the variant quality",
+        lambda: (
+            (
+                v := _value(
+                    stack, f'max(controlplane_variant_quality{{endpoint="{ENDPOINT}",metric="accuracy"}})'
+                )
+            )
+            == 1.0,
+            v,
+        ),
+    )
 
 
 def _logged_requests(stack: Stack) -> int:
@@ -317,6 +367,8 @@ def test_prometheus_sees_every_request_drift_on_the_shifted_feature_and_evaluate
     assert _value(stack, f"controlplane_drift_samples{{{champ}}}") > 400
     assert _value(stack, f'controlplane_drift_reference_info{{{champ},reference_kind="training"}}') == 1
     assert _value(stack, f"sum(controlplane_traffic_weight{{{selector}}})") == pytest.approx(1.0)
+
+    _send_ground_truth(stack)
 
     # The merged exposition of both workers (and the dead one's counters) is clean for promtool.
     promtool = require_tool("promtool", "checks the multiprocess /metrics exposition")

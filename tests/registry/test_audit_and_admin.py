@@ -21,6 +21,19 @@ def test_audit_rows_cannot_be_changed_or_deleted(admin_user):
 
 
 @pytest.mark.django_db
+def test_bulk_updates_and_deletes_of_audit_rows_are_refused_too(admin_user):
+    event = audit_record(actor=admin_user, action="test.bulk", object_type="thing", object_repr="x")
+    with pytest.raises(ValidationError):
+        AuditEvent.objects.filter(pk=event.pk).update(reason="rewritten")
+    with pytest.raises(ValidationError):
+        AuditEvent.objects.filter(pk=event.pk).delete()
+    assert AuditEvent.objects.get(pk=event.pk).reason == ""
+    admin_user.delete()  # the account may go; the row stays, with the actor's name
+    event = AuditEvent.objects.get(pk=event.pk)
+    assert event.user is None and event.actor == "admin"
+
+
+@pytest.mark.django_db
 def test_an_audit_row_written_during_a_request_carries_its_request_id(client, admin_user, trained_models):
     client.force_login(admin_user)
     registry_sync(model_name=trained_models.sklearn_name)

@@ -4,7 +4,6 @@ import json
 import shlex
 from io import StringIO
 
-import pytest
 from django.core.management import call_command
 
 from registry.models import ModelVersion
@@ -17,13 +16,7 @@ def _run_demo() -> str:
     return out.getvalue()
 
 
-@pytest.mark.django_db
-def test_demo_registers_models_creates_a_90_10_endpoint_and_prints_a_working_curl(
-    mlflow_server, trained_models, client, settings
-):
-    from tests.routing.serving_fixtures import start_serving
-
-    start_serving(settings)
+def test_demo_registers_models_creates_a_90_10_endpoint_and_prints_a_working_curl(serving):
     first = _run_demo()
 
     endpoint = Endpoint.objects.get(name="demo")
@@ -38,14 +31,12 @@ def test_demo_registers_models_creates_a_90_10_endpoint_and_prints_a_working_cur
     token_line = next(line for line in first.splitlines() if line.startswith("Service token"))
     assert token_line in second
 
-    from routing import table
-
-    table.TABLE.refresh()  # what the background refresher does within a second
+    serving.refresh()  # what the background refresher does within a second
     curl = next(line for line in first.splitlines() if line.startswith("curl "))
     args = shlex.split(curl)
     body = json.loads(args[args.index("-d") + 1])
     headers = dict(a.split(": ", 1) for a in (args[i + 1] for i, x in enumerate(args) if x == "-H"))
-    response = client.post(
+    response = serving.client.post(
         "/predict/demo",
         json.dumps(body),
         content_type="application/json",

@@ -72,6 +72,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "controlplane.secretKeys" -}}
 {{- $keys := list "DJANGO_SECRET_KEY" "DATABASE_URL" "MLFLOW_WEBHOOK_SECRET" }}
 {{- if .Values.sharedCache.enabled }}{{ $keys = append $keys "CACHE_URL" }}{{ end }}
+{{- if not .Values.redis.bundled }}{{ $keys = append $keys "CELERY_BROKER_URL" }}{{ end }}
 {{- join "," $keys }}
 {{- end }}
 
@@ -81,7 +82,28 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- join "," (concat $hosts .Values.config.allowedHosts | uniq) }}
 {{- end }}
 
-{{/* Environment shared by the web pods, the migration hook and the CronJobs. */}}
+{{/* The paths the Ingress routes (Prefix): the public API only, see values.yaml ingress. */}}
+{{- define "controlplane.publicPaths" -}}
+{{- $paths := list "/predict" "/feedback" "/api" }}
+{{- if .Values.ingress.admin }}{{ $paths = concat $paths (list "/admin" "/static") }}{{ end }}
+{{- if .Values.ingress.webhook }}{{ $paths = append $paths "/hooks" }}{{ end }}
+{{- join "," $paths }}
+{{- end }}
+
+{{/* config.https.enabled, with null meaning: on when the Ingress is enabled with TLS. */}}
+{{- define "controlplane.https" -}}
+{{- $https := .Values.config.https.enabled }}
+{{- if kindIs "invalid" $https }}
+{{- $https = and .Values.ingress.enabled (not (empty .Values.ingress.tls)) }}
+{{- end }}
+{{- ternary "true" "false" $https }}
+{{- end }}
+
+{{- define "controlplane.redisName" -}}
+{{- printf "%s-redis" (include "controlplane.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Environment shared by the web pods, the hook Jobs, the Celery workers and beat. */}}
 {{- define "controlplane.env" -}}
 # Kubelet probes and Prometheus send Host: <pod IP>:<port>; Django must accept it.
 - name: POD_IP
@@ -98,16 +120,79 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 - name: DEFAULT_ENDPOINT
   value: {{ .Values.config.defaultEndpoint | quote }}
+{{- if eq (include "controlplane.https" .) "true" }}
+{{- with .Values.config.https }}
+# TLS ends at the Ingress: what `manage.py check --deploy` asks for (docs/kubernetes.md).
+- name: DJANGO_SECURE_PROXY_SSL_HEADER
+  value: "true"
+- name: DJANGO_SECURE_SSL_REDIRECT
+  value: "true"
+- name: DJANGO_SECURE_COOKIES
+  value: "true"
+- name: DJANGO_SECURE_HSTS_SECONDS
+  value: {{ .hstsSeconds | int | quote }}
+- name: DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS
+  value: {{ .hstsIncludeSubdomains | quote }}
+- name: DJANGO_SECURE_HSTS_PRELOAD
+  value: {{ .hstsPreload | quote }}
+{{- end }}
+{{- end }}
 - name: MLFLOW_TRACKING_URI
   value: {{ include "controlplane.mlflowUrl" . | quote }}
 - name: LOG_LEVEL
   value: {{ .Values.config.logLevel | quote }}
+- name: LOG_FORMAT
+  value: {{ .Values.config.logFormat | quote }}
 - name: CONTROLPLANE_VAR_DIR
   value: /tmp/controlplane
 - name: DJANGO_STATIC_ROOT
   value: /app/staticfiles
 - name: HOME
   value: /tmp
+# Batch scoring jobs: web pods store uploads, workers score them; both reach the same bucket.
+- name: BATCH_STORAGE
+  value: "s3"
+- name: BATCH_S3_BUCKET
+  value: {{ .Values.batchJobs.s3.bucket | quote }}
+- name: BATCH_S3_PREFIX
+  value: {{ .Values.batchJobs.s3.prefix | quote }}
+{{- with .Values.batchJobs.s3.endpointUrl }}
+- name: BATCH_S3_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.batchJobs.s3.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ . | quote }}
+{{- end }}
+- name: BATCH_MAX_UPLOAD_BYTES
+  value: {{ .Values.batchJobs.maxUploadBytes | int64 | quote }}
+- name: BATCH_CHUNK_ROWS
+  value: {{ .Values.batchJobs.chunkRows | int | quote }}
+- name: BATCH_JOB_RETENTION_DAYS
+  value: {{ .Values.batchJobs.retentionDays | int | quote }}
+# Background work (Celery): every pod may enqueue; workers and beat also need the schedule.
+{{- if .Values.redis.bundled }}
+- name: CELERY_BROKER_URL
+  value: {{ printf "redis://%s:%d/0" (include "controlplane.redisName" .) (int .Values.redis.port) | quote }}
+{{- end }}
+- name: CELERY_QUEUE
+  value: {{ .Values.celery.queue | quote }}
+- name: CELERY_TASK_TIME_LIMIT_SECONDS
+  value: {{ .Values.celery.taskTimeLimitSeconds | quote }}
+- name: CELERY_VISIBILITY_TIMEOUT_SECONDS
+  value: {{ .Values.celery.visibilityTimeoutSeconds | quote }}
+- name: SCHEDULE_SYNC_REGISTRY_SECONDS
+  value: {{ .Values.celery.schedule.syncRegistrySeconds | quote }}
+- name: SCHEDULE_COMPUTE_DRIFT_SECONDS
+  value: {{ .Values.celery.schedule.computeDriftSeconds | quote }}
+- name: SCHEDULE_PUBLISH_PRODUCTION_FACTS_SECONDS
+  value: {{ .Values.celery.schedule.publishProductionFactsSeconds | quote }}
+- name: ROLLOUT_TICK_SECONDS
+  value: {{ .Values.celery.schedule.rolloutTickSeconds | quote }}
+{{- with .Values.celery.rolloutPrometheusUrl }}
+- name: ROLLOUT_PROMETHEUS_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- range (splitList "," (include "controlplane.secretKeys" .)) }}
 - name: {{ . }}_FILE
   value: /run/secrets/controlplane/{{ . }}

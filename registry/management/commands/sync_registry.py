@@ -1,7 +1,11 @@
-"""``manage.py sync_registry [--model NAME]``: reconcile the mirror with MLflow."""
+"""``manage.py sync_registry [--model NAME] [--json]``: reconcile the mirror with MLflow.
+
+``--json`` prints one JSON object with what changed instead of the summary for people.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Any
@@ -9,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from registry.mlflow_client import MlflowUnavailable, tracking_uri
-from registry.services import registry_sync
+from registry.services import SyncReport, registry_sync
 
 
 class Command(BaseCommand):
@@ -17,10 +21,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", help="Sync only this registered model.")
+        parser.add_argument(
+            "--json", dest="as_json", action="store_true", help="Print one JSON object instead of a summary."
+        )
 
-    def handle(self, *args: Any, model: str | None = None, **options: Any) -> None:
+    def handle(self, *args: Any, model: str | None = None, as_json: bool = False, **options: Any) -> None:
         started = time.monotonic()
-        tty = sys.stdout.isatty()
+        tty = sys.stdout.isatty() and not as_json
 
         def progress(name: str, done: int, total: int) -> None:
             if tty:
@@ -33,6 +40,9 @@ class Command(BaseCommand):
         except MlflowUnavailable as exc:
             raise CommandError(f"sync failed, mirror unchanged: {exc}") from exc
         took = time.monotonic() - started
+        if as_json:
+            self.stdout.write(_as_json(report, took))
+            return
         self.stdout.write(
             self.style.SUCCESS(
                 f"Synced {report.models_seen} model(s), {report.versions_seen} version(s) from "
@@ -43,3 +53,20 @@ class Command(BaseCommand):
         )
         for change in report.alias_changes:
             self.stdout.write(f"  external alias change: {change}")
+
+
+def _as_json(report: SyncReport, seconds: float) -> str:
+    return json.dumps(
+        {
+            "tracking_uri": tracking_uri(),
+            "seconds": round(seconds, 3),
+            "models_seen": report.models_seen,
+            "versions_seen": report.versions_seen,
+            "changed": report.changed,
+            "created": report.created,
+            "updated": report.updated,
+            "deleted": report.deleted,
+            "alias_changes": report.alias_changes,
+        },
+        indent=2,
+    )

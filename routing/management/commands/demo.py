@@ -22,10 +22,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from registry import mlflow_client
 from registry.models import ModelVersion
 from registry.services import registry_sync
-from routing import services
-from routing.models import Endpoint
-from routing.models_serving import ServiceToken
-from routing.tokens import service_token_create
+from routing.governance import services
+from routing.governance.tokens import service_token_create, service_token_revoke
+from routing.models import Endpoint, ServiceToken, hash_token
 
 REPO = Path(__file__).resolve().parents[3]
 REASON = "make run: demo set-up"
@@ -85,12 +84,20 @@ class Command(BaseCommand):
         registry_sync(model_name=model)
 
     def _token(self, endpoint: str) -> str:
+        """The stored demo token while it is still live; else the old ones revoked and a new one."""
         stored = Path(settings.VAR_DIR) / "demo_token"
-        name = f"{endpoint}-demo"
-        if stored.exists() and ServiceToken.objects.filter(name=name, revoked_at__isnull=True).exists():
-            return stored.read_text().strip()
-        ServiceToken.objects.filter(name=name).delete()
-        _, raw = service_token_create(name=name, endpoints=[endpoint], can_override=True)
+        raw = stored.read_text().strip() if stored.exists() else ""
+        live = ServiceToken.objects.filter(revoked_at__isnull=True)
+        if raw and live.filter(token_hash=hash_token(raw)).exists():
+            return raw
+        prefix = f"{endpoint}-demo"
+        for old in live.filter(name__startswith=prefix):  # their raw value is lost with the file
+            service_token_revoke(actor="system", name=old.name, reason=f"{REASON}: raw token lost, replaced")
+        taken = set(ServiceToken.objects.filter(name__startswith=prefix).values_list("name", flat=True))
+        name = next(n for n in (prefix, *(f"{prefix}-{i}" for i in range(2, 10_000))) if n not in taken)
+        _, raw = service_token_create(
+            actor="system", name=name, endpoints=[endpoint], can_override=True, reason=REASON
+        )
         stored.write_text(raw)
         stored.chmod(0o600)
         return raw

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from routing.prediction_log import prune
+from routing.serving.prediction_log import prune
 
 
 class Command(BaseCommand):
