@@ -91,6 +91,17 @@ class KeepAliveWorker(ThreadWorker):
     def get_thread_pool(self) -> futures.Executor:
         return _Inline()
 
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        """At most a second per wait, in the graceful stop too.
+
+        gunicorn 26.2's loop, once told to stop, waits for the open connections in one ``select``
+        as long as the whole graceful timeout and closes expired keep-alive connections only when
+        it returns: an idle keep-alive client (a load balancer, a Prometheus scraper, a test's
+        ``requests.Session``) kept the worker for the full 30 s on every stop and reload, and the
+        master's SIGKILL then cut off its exit hooks (the prediction log's last flush among them).
+        """
+        super().wait_for_and_dispatch_events(min(timeout, 1.0))
+
     def accept(self, listener: Any) -> None:
         """Take one connection and let it wait in the poller until it has something to read."""
         try:

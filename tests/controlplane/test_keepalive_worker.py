@@ -21,6 +21,8 @@ import pytest
 
 from tests.mlflow_server import REPO, free_port, wait_http
 
+pytestmark = pytest.mark.single_pass
+
 WORKER = os.environ.get("KA_TEST_WORKER", "controlplane.gunicorn_worker.KeepAliveWorker")
 
 
@@ -129,3 +131,37 @@ def test_an_idle_connection_is_closed_after_the_keepalive_seconds(file_body: Pat
             started = time.monotonic()
             assert sock.recv(65536) == b""  # the server closed it
             assert 0.5 < time.monotonic() - started < 5
+
+
+def test_a_graceful_stop_waits_for_an_idle_connection_no_longer_than_the_keepalive_seconds(
+    file_body: Path,
+) -> None:
+    """gunicorn 26.2's gthread loop, once told to stop, waits for open connections in one
+    ``select`` as long as the whole graceful timeout, checking keep-alive expiry only when it
+    returns: one idle keep-alive client (a load balancer, a Prometheus scraper) held every
+    worker for 30 s on each stop and reload, until the master's SIGKILL cut off the worker's
+    exit hooks (the prediction log's last flush among them)."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "gunicorn", "--worker-class", WORKER, "--workers", "1",
+        "--bind", f"127.0.0.1:{port}", "--keep-alive", "3", "--graceful-timeout", "30",
+        "tests.controlplane.keepalive_app:app",
+    ]  # fmt: skip
+    env = dict(os.environ, KEEPALIVE_TEST_FILE=str(file_body))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", 60, proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=40) as sock:
+            sock.sendall(_raw_request("/"))
+            assert sock.recv(65536).endswith(b'{"ok": true}')  # the connection is now idle, kept alive
+            time.sleep(1.5)  # the worker's loop has gone round with the connection idle
+            started = time.monotonic()
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=40)
+            took = time.monotonic() - started
+        # The keep-alive (3 s) runs out, plus up to a second until the loop looks: well under 30 s.
+        assert took < 6, f"the master took {took:.1f} s to stop with one idle keep-alive connection"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
