@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_core import from_json
+
 from routing.serving.errors import PayloadError
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -121,17 +123,27 @@ def parse(body: bytes, content_type: str, limits: Limits = NO_LIMITS) -> Payload
 
 
 def _loads(body: bytes) -> Any:
-    """``json.loads`` with the cyclic garbage collector paused.
+    """Decode a JSON body: pydantic_core's Rust decoder, the standard library for what it refuses.
 
-    Decoding a 5 MB body of tiny rows creates millions of lists; each collection the allocations
-    trigger walks all of them again, which made the decode superlinear (measured: 34 us/KB at
-    16 KB, 490 us/KB at 5 MB). A decoded document is a tree, never a cycle, so the collector has
-    nothing to find in it.
+    ``pydantic_core.from_json`` (jiter) reads a 100 x 30 ``dataframe_split`` batch about 6x faster
+    than ``json.loads`` (the stdlib decoder was a quarter of a 100-row request's CPU). It refuses
+    some bodies the standard library reads (a UTF-8 byte-order mark, UTF-16 and UTF-32, escaped
+    lone surrogates, nesting past 200 levels) and words its errors differently, so on any refusal
+    ``json.loads`` decides: a client gets the same document, or the same 400, with either.
+    NaN and Infinity are refused by both (``allow_inf_nan=False``, then ``parse_constant``).
+
+    The cyclic garbage collector is paused meanwhile: decoding a 5 MB body of tiny rows creates
+    millions of lists, and each collection the allocations trigger walks all of them again, which
+    made the decode superlinear (measured: 34 us/KB at 16 KB, 490 us/KB at 5 MB). A decoded
+    document is a tree, never a cycle, so the collector has nothing to find in it.
     """
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        try:
+            return from_json(body, allow_inf_nan=False)
+        except ValueError:
+            return json.loads(body, parse_constant=_reject_constant)
     finally:
         if enabled:
             gc.enable()

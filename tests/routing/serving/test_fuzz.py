@@ -14,9 +14,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from routing.serving.errors import PayloadError
+from routing.serving import payloads
 from routing.serving.payloads import FORMATS, Limits, parse
 from routing.serving.validation import Schema, validate
 from tests.routing.helpers import breast_rows
+
+pytestmark = pytest.mark.single_pass("postgresql")
 
 COLUMNS, ROWS = breast_rows(1)
 LIMITS = Limits(max_rows=50, max_columns=40, max_cells=500)
@@ -184,3 +187,54 @@ def fuzz_serving(serving, settings):
     token = serving.token(rate_limit_per_second=0, can_override=True)
     serving.refresh()
     return serving, token
+
+
+# --- the JSON decoder ----------------------------------------------------------------------------
+
+
+def _decoded(decode, body: bytes):
+    """What a decoder makes of a body: the document, or the kind of refusal."""
+    try:
+        return "doc", decode(body)
+    except PayloadError as exc:
+        return "refused", exc.code
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return "refused", type(exc).__name__
+
+
+def _typed(value):
+    """A document with every number tagged by its type: 1 and 1.0 are equal but not the same."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return type(value).__name__, value
+
+
+def _standard_library(body: bytes):
+    return json.loads(body, parse_constant=payloads._reject_constant)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(doc=json_values, ascii_only=st.booleans(), prefix=st.sampled_from([b"", b" ", b"\xef\xbb\xbf"]))
+def test_the_fast_json_decoder_reads_every_document_as_the_standard_library_does(doc, ascii_only, prefix):
+    """/predict decodes with pydantic_core (Rust) and falls back to ``json.loads`` on anything
+    the fast decoder refuses: whatever a client sends, the document (and every number's type)
+    is the one the standard library reads, and a refusal is the standard library's."""
+    body = prefix + json.dumps(doc, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    fast, slow = _decoded(payloads._loads, body), _decoded(_standard_library, body)
+    assert fast[0] == slow[0]
+    if fast[0] == "doc":
+        assert _typed(fast[1]) == _typed(slow[1])
+    else:
+        assert fast == slow
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(body=st.binary(max_size=64) | st.sampled_from([b"NaN", b'{"a": -Infinity}', b"[" * 300 + b"]" * 300]))
+def test_the_fast_json_decoder_refuses_what_the_standard_library_refuses(body):
+    fast, slow = _decoded(payloads._loads, body), _decoded(_standard_library, body)
+    if slow[0] == "doc":
+        assert fast[0] == "doc" and _typed(fast[1]) == _typed(slow[1])
+    else:
+        assert fast == slow
