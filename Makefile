@@ -25,7 +25,11 @@ run: $(STAMP)
 	$(PY) scripts/run.py
 
 ## make test: lint, then the whole suite (SQLite by default; DATABASE_URL=postgres://... for PostgreSQL).
+## The suite starts hundreds of Python processes (gunicorn, Celery, manage.py); where
+## PYTHONDONTWRITEBYTECODE is set (CI machines) each would compile our modules again, so they are
+## compiled once first.
 test: $(STAMP) tools lint
+	$(PY) -m compileall -q -j 0 controlplane registry routing monitoring experiments delivery tests clients/python >/dev/null
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## make lock: resolve requirements.txt (image) and requirements-dev.txt (venv) into hashed lock files,

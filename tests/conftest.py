@@ -8,6 +8,11 @@
 - ``celery_rig`` / ``celery_workers`` (session): real Celery workers on a real Redis
   (``tests/celery_workers.py``).
 - Under ``CI=true`` every skipped test fails: a tool a laptop may lack is mandatory in CI.
+- ``--ci-pass sqlite|postgresql``: CI runs the suite twice, once per database, side by side.
+  Tests marked ``single_pass`` do not exercise the database layer (a simulation, a chart, a
+  browser, the serving path under gunicorn); each runs in one pass only, the one its marker
+  names (``single_pass("postgresql")``; SQLite by default), so the two passes take about the
+  same time. Without the option (``make test`` on a laptop) every test runs.
 """
 
 from __future__ import annotations
@@ -38,6 +43,41 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped under CI=true, which forbids skips: {reason}"
+
+
+CI_PASSES = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--ci-pass",
+        choices=CI_PASSES,
+        default=None,
+        help="run the single_pass tests that belong to this CI pass (and every other test)",
+    )
+
+
+def single_pass_of(item: pytest.Item) -> str | None:
+    """The CI pass a ``single_pass`` test runs in; None for a test that runs in both."""
+    marker = item.get_closest_marker("single_pass")
+    if marker is None:
+        return None
+    chosen = marker.args[0] if marker.args else "sqlite"
+    if chosen not in CI_PASSES:
+        raise pytest.UsageError(f"{item.nodeid}: single_pass({chosen!r}) is none of {CI_PASSES}")
+    return chosen
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    ci_pass = config.getoption("--ci-pass")
+    if ci_pass is None:
+        return
+    kept, other = [], []
+    for item in items:
+        (other if single_pass_of(item) not in (None, ci_pass) else kept).append(item)
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = kept
 
 
 def load_script(name: str) -> ModuleType:

@@ -16,6 +16,8 @@ import pytest
 
 from tests.mlflow_server import REPO
 
+pytestmark = pytest.mark.single_pass
+
 LINT = Path(sys.executable).with_name("lint-imports")
 PACKAGES = ("controlplane", "registry", "routing", "monitoring", "experiments", "delivery")
 # The client lives in clients/python/src; the copy puts it beside the others, where lint-imports

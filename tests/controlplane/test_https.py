@@ -10,7 +10,7 @@ from django.test import Client
 
 from routing.serving.table import TABLE
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.single_pass, pytest.mark.django_db]
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import pytest
 
 from tests.mlflow_server import REPO
 
+pytestmark = pytest.mark.single_pass
+
 
 def _load_settings(env: dict[str, str]) -> subprocess.CompletedProcess:
     """Import the real settings in a fresh interpreter with exactly this environment."""

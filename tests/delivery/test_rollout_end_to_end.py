@@ -38,7 +38,7 @@ from tests.mlflow_server import REPO
 from tests.routing.helpers import make_model
 from tests.routing.serving.gunicorn_rig import Gunicorn, Site, predict, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.single_pass]
+pytestmark = [pytest.mark.slow, pytest.mark.single_pass("postgresql")]  # its own SQLite site: either pass
 
 SETUP = """
 import os

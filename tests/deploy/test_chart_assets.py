@@ -15,6 +15,8 @@ import pytest
 
 from tests.mlflow_server import REPO
 
+pytestmark = pytest.mark.single_pass("postgresql")
+
 SCRIPT = REPO / "scripts" / "sync-chart-assets.sh"
 PAIRS = [
     ("monitoring/alerts", "helm/controlplane/files/alerts", "*.yml"),

@@ -12,8 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.deploy.chart import FULLNAME, container, render
 from tests.mlflow_server import REPO
+
+pytestmark = pytest.mark.single_pass("postgresql")
 
 # Production: an Ingress with TLS in front, secrets from a Secret, an external MLflow, Redis.
 PRODUCTION = "external-mlflow"

@@ -12,6 +12,8 @@ from django.core.management import get_commands, load_command_class
 from tests.deploy.chart import VALUE_SETS, container, render
 from tests.mlflow_server import REPO
 
+pytestmark = pytest.mark.single_pass("postgresql")
+
 DOCS = [*sorted((REPO / "docs").glob("*.md")), REPO / "helm" / "README.md"]
 
 

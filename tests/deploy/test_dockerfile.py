@@ -12,9 +12,12 @@ import json
 import re
 from dataclasses import dataclass, field
 
+import pytest
 import yaml
 
 from tests.mlflow_server import REPO
+
+pytestmark = pytest.mark.single_pass("postgresql")
 
 CHART = REPO / "helm" / "controlplane"
 

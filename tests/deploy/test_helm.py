@@ -36,6 +36,8 @@ from tests.deploy.chart import (
 )
 from tests.mlflow_server import REPO
 
+pytestmark = pytest.mark.single_pass("postgresql")
+
 MLFLOW = f"{FULLNAME}-mlflow"
 WEB = f"{FULLNAME}-web"
 SECRET_DIR = "/run/secrets/controlplane"

@@ -6,7 +6,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.mlflow_server import REPO
+
+pytestmark = pytest.mark.single_pass("postgresql")
 
 HASHED_PIN = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*==\S+ \\\n(    --hash=sha256:[0-9a-f]{64}( \\)?\n)+", re.MULTILINE

@@ -6,7 +6,7 @@ this module's own, the session's MLflow server with the trained models, and a re
 scraping both. What one instance changes or counts, the other sees:
 
 - a weight change made through A's API reaches B's /predict within 2 s;
-- 10,000 unit keys get the same variant from A and from B;
+- 3,000 unit keys get the same variant from A and from B;
 - a token's rate limit is one limit over both;
 - a periodic job sent to both workers at once runs once (the JobLock lease);
 - Prometheus sums both instances' prediction counters to the requests sent.
@@ -232,19 +232,20 @@ def _split(pair: Pair, server: Gunicorn, weights: dict[str, int]) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def test_ten_thousand_unit_keys_get_the_same_variant_from_both_instances(pair):
-    keys = [f"unit-{i}" for i in range(10_000)]
+def test_three_thousand_unit_keys_get_the_same_variant_from_both_instances(pair):
+    # 3,000 keys (10,000 took 70 s of CI): 70/30 puts 2,100 +- 25 on the champion.
+    keys = [f"unit-{i}" for i in range(3_000)]
     started = time.monotonic()
     on_a = _variants(pair, pair.a, keys)
     on_b = _variants(pair, pair.b, keys)
     differ = [k for k in keys if on_a[k] != on_b[k]]
     champ = sum(v == "champ" for v in on_a.values())
     print(
-        f"\n10,000 keys x 2 instances in {time.monotonic() - started:.1f} s: "
+        f"\n{len(keys)} keys x 2 instances in {time.monotonic() - started:.1f} s: "
         f"{champ} champ / {len(keys) - champ} chall (70/30 split), {len(differ)} differ"
     )
     assert differ == []
-    assert 6_500 < champ < 7_500  # the 70/30 split, so a constant answer would not pass
+    assert 1_950 < champ < 2_250  # the 70/30 split, so a constant answer would not pass
 
 
 def test_a_weight_change_through_one_instance_reaches_the_other_within_two_seconds(pair):

@@ -25,7 +25,7 @@ from tests.conftest import clone_version, load_script
 from tests.routing.helpers import breast_rows
 from tests.routing.serving.gunicorn_rig import Gunicorn, make_site
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.single_pass("postgresql"), pytest.mark.slow, pytest.mark.timeout(600)]
 
 MODEL = "e2e-experiments"
 

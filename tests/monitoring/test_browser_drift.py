@@ -13,6 +13,8 @@ from monitoring.models import DriftReference, DriftResult
 from tests.conftest import require_tool
 from tests.routing.governance.test_browser import CHROMIUM_ARGS, SHOTS, _login
 
+pytestmark = pytest.mark.single_pass
+
 
 def _result(feature: str, psi: float, live_shares) -> None:
     now = timezone.now()

@@ -46,7 +46,7 @@ def site(tmp_path_factory, mlflow_server, trained_models):
 
 
 @pytest.mark.slow
-@pytest.mark.single_pass
+@pytest.mark.single_pass("postgresql")
 def test_compute_drift_json_and_fail_on_drift_gate_a_pipeline(site):
     site.manage("shell", "-c", LOG_ROWS.format(shift=0.0, endpoint="calm"))
 
@@ -73,7 +73,7 @@ def test_compute_drift_json_and_fail_on_drift_gate_a_pipeline(site):
 
 
 @pytest.mark.slow
-@pytest.mark.single_pass
+@pytest.mark.single_pass("postgresql")
 def test_sync_registry_json_says_what_changed(site):
     first = _run(site, "sync_registry", "--model", "test-shared", "--json")
 
@@ -85,7 +85,7 @@ def test_sync_registry_json_says_what_changed(site):
 
 
 @pytest.mark.slow
-@pytest.mark.single_pass
+@pytest.mark.single_pass("postgresql")
 def test_a_bad_window_is_exit_status_1_not_3(site):
     result = _run(site, "compute_drift", "--window", "soon", "--json", "--fail-on-drift")
 

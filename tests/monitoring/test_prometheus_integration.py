@@ -35,7 +35,7 @@ from tests.monitoring.test_rules_and_dashboards import (
     rule_expressions,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.single_pass("postgresql"), pytest.mark.slow, pytest.mark.timeout(900)]
 
 MODEL = "monitoring-integration"
 ENDPOINT = "demo"

@@ -17,6 +17,8 @@ from monitoring.metrics import DECLARED_METRICS
 from monitoring.task_queue import COLLECTED_METRICS as TASK_QUEUE_METRICS
 from tests.conftest import require_tool
 
+pytestmark = pytest.mark.single_pass
+
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 RULE_FILES = sorted((MONITORING / "alerts").glob("*.yml"))
 RULE_TESTS = sorted((MONITORING / "alerts" / "tests").glob("*.yml"))

@@ -31,7 +31,7 @@ from tests.mlflow_server import REPO
 from tests.routing.helpers import breast_rows
 from tests.routing.serving.test_predict_gunicorn import Gunicorn
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.single_pass, pytest.mark.slow, pytest.mark.timeout(900)]
 
 LOG_ROWS = int(os.environ.get("LOCK_LOG_ROWS", "5000"))
 SECONDS = int(os.environ.get("LOCK_SECONDS", "15"))

@@ -11,7 +11,11 @@ import pytest
 from tests.celery_workers import wait_until
 from tests.routing.helpers import breast_rows, start_serving
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.single_pass("postgresql"),
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def test_a_worker_scores_a_submitted_csv_job_and_its_results_and_errors_are_served(

@@ -17,6 +17,8 @@ from routing.models import Endpoint
 from tests.conftest import require_tool
 from tests.routing.helpers import alias_pushes_applied, role_user
 
+pytestmark = pytest.mark.single_pass
+
 # `make screenshots` refreshes the ones in docs/; ordinary runs keep theirs out of the work tree.
 SHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="controlplane-screenshots-"))
 CHROMIUM_ARGS = [

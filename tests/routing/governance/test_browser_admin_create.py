@@ -12,6 +12,8 @@ from tests.conftest import require_tool
 from tests.routing.governance.test_browser import CHROMIUM_ARGS, SHOTS, _login
 from tests.routing.helpers import alias_pushes_applied
 
+pytestmark = pytest.mark.single_pass
+
 
 @pytest.mark.browser
 @pytest.mark.slow

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from routing.serving.errors import PayloadError
 from routing.serving import payloads
+from routing.serving.errors import PayloadError
 from routing.serving.payloads import FORMATS, Limits, parse
 from routing.serving.validation import Schema, validate
 from tests.routing.helpers import breast_rows

@@ -23,7 +23,7 @@ from routing.serving.table import VariantRoute, make_route, pick_sticky
 from tests.mlflow_server import REPO, free_port, wait_http
 from tests.routing.helpers import breast_rows
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.single_pass("postgresql"), pytest.mark.slow]
 
 SETUP = """
 from registry.services import registry_sync

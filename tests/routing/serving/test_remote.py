@@ -23,7 +23,7 @@ from tests.mlflow_server import free_port, scoring_server_args, wait_http
 from tests.routing.helpers import breast_rows
 from tests.routing.serving.test_predict import _formats
 
-pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+pytestmark = [pytest.mark.single_pass("postgresql"), pytest.mark.django_db, pytest.mark.slow]
 
 
 @pytest.fixture(autouse=True)
