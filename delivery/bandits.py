@@ -23,7 +23,7 @@ from delivery.models import BanditPolicy, RolloutPlan
 from delivery.permissions import rollout_permission_check
 from experiments.bandit import BanditConfig, bandit_weights
 from experiments.models import OutcomeMetric
-from experiments.selectors import _unit_outcomes
+from experiments.selectors import unit_outcomes
 from experiments.statistics import ArmStats
 from registry.audit import audit_record
 from routing.governance.errors import GovernanceError
@@ -117,7 +117,7 @@ def bandit_stop(*, actor: Actor, endpoint_name: str, reason: str) -> BanditPolic
 
 def bandit_arms(policy: BanditPolicy, arms: list[str], now: datetime) -> list[ArmStats]:
     """Each arm's per-unit outcomes since the policy started, as sufficient statistics."""
-    values = _unit_outcomes(
+    values = unit_outcomes(
         policy.endpoint.name, arms, policy.metric, policy.metric_kind == "binary", policy.started_at, now
     )
     return [

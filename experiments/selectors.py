@@ -53,7 +53,7 @@ def _truth_values(
     return out
 
 
-def _unit_outcomes(
+def unit_outcomes(
     endpoint: str, variants: list[str], metric: str, binary: bool, since: datetime, until: datetime
 ) -> dict[str, list[float]]:
     """Per arm: one value per unit answered in the window (0 when it sent no outcome)."""
@@ -94,7 +94,7 @@ def _values(experiment: Experiment, metric: str, since: datetime, until: datetim
         return _truth_values(experiment.endpoint.name, experiment.arms, metric, since, until)
     name = metric.removeprefix(OUTCOME_PREFIX)
     declared = experiment.endpoint.outcome_metrics.filter(name=name).values_list("kind", flat=True).first()
-    return _unit_outcomes(experiment.endpoint.name, experiment.arms, name, declared == "binary", since, until)
+    return unit_outcomes(experiment.endpoint.name, experiment.arms, name, declared == "binary", since, until)
 
 
 def arm_stats(experiment: Experiment, since: datetime, until: datetime) -> list[ArmStats]:

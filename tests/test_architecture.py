@@ -65,3 +65,35 @@ def test_a_forbidden_import_fails_the_lint(tmp_path, module, forbidden_import, c
     result = _lint(tmp_path)
     assert result.returncode != 0
     assert contract in result.stdout and forbidden_import.split()[1] in result.stdout, result.stdout
+
+
+def _private_imports(root: Path) -> list[str]:
+    """``from <our module> import _name`` anywhere in our packages: another module's private name."""
+    import ast
+
+    found = []
+    for package in (*PACKAGES, "clients/python/src/controlplane_client"):
+        for path in sorted((root / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(), str(path))
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+                    continue
+                if node.module.split(".")[0] not in (*PACKAGES, "controlplane_client"):
+                    continue
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(f"{path.relative_to(root)}:{node.lineno} {node.module}.{alias.name}")
+    return found
+
+
+def test_no_module_imports_another_modules_private_name():
+    """A name with a leading underscore is its module's own: what another module needs is public."""
+    assert _private_imports(REPO) == []
+
+
+def test_the_private_import_check_finds_one(tmp_path):
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "clients", tmp_path / "clients", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "delivery" / "sneaky.py").write_text("from routing.serving.payloads import _reject_constant\n")
+    assert _private_imports(tmp_path) == ["delivery/sneaky.py:1 routing.serving.payloads._reject_constant"]

@@ -18,7 +18,8 @@ from rest_framework.response import Response
 from delivery import bandits, services
 from delivery.api import serializers as s
 from delivery.models import BanditPolicy, RolloutPlan
-from routing.governance.api.views import ID_REGEX, _answers, _error, _flat_errors
+from routing.governance.api.exceptions import flat_errors
+from routing.governance.api.views import ID_REGEX, documented_answers, error_answer
 from routing.governance.errors import GovernanceError
 
 
@@ -32,11 +33,13 @@ def _run(
     """Validate the body, call the service, answer the plan as it is now (or the refusal)."""
     data = input_class(data=request.data)
     if not data.is_valid():
-        return _error("invalid", f"Invalid input: {', '.join(_flat_errors(data.errors))}", 400, data.errors)
+        return error_answer(
+            "invalid", f"Invalid input: {', '.join(flat_errors(data.errors))}", 400, data.errors
+        )
     try:
         plan = call(actor=request.user, **fixed, **data.validated_data)
     except GovernanceError as exc:
-        return _error(exc.code, exc.message, exc.status)
+        return error_answer(exc.code, exc.message, exc.status)
     return Response(s.RolloutPlanSerializer(RolloutPlan.objects.get(pk=plan.pk)).data, status=status)
 
 
@@ -68,29 +71,29 @@ class RolloutPlanViewSet(viewsets.ReadOnlyModelViewSet):
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=s.RolloutStartInput, responses=_answers(s.RolloutPlanSerializer, 201))
+    @extend_schema(request=s.RolloutStartInput, responses=documented_answers(s.RolloutPlanSerializer, 201))
     def create(self, request: Request) -> Response:
         def start(*, actor: Any, endpoint: str, **kwargs: Any) -> RolloutPlan:
             return services.rollout_start(actor=actor, endpoint_name=endpoint, **kwargs)
 
         return _run(request, s.RolloutStartInput, start, status=201)
 
-    @extend_schema(request=s.ReasonInput, responses=_answers(s.RolloutPlanSerializer))
+    @extend_schema(request=s.ReasonInput, responses=documented_answers(s.RolloutPlanSerializer))
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str) -> Response:
         return _run(request, s.ReasonInput, services.rollout_pause, plan_id=pk)
 
-    @extend_schema(request=s.ReasonInput, responses=_answers(s.RolloutPlanSerializer))
+    @extend_schema(request=s.ReasonInput, responses=documented_answers(s.RolloutPlanSerializer))
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str) -> Response:
         return _run(request, s.ReasonInput, services.rollout_resume, plan_id=pk)
 
-    @extend_schema(request=s.ReasonInput, responses=_answers(s.RolloutPlanSerializer))
+    @extend_schema(request=s.ReasonInput, responses=documented_answers(s.RolloutPlanSerializer))
     @action(detail=True, methods=["post"])
     def abort(self, request: Request, pk: str) -> Response:
         return _run(request, s.ReasonInput, services.rollout_abort, plan_id=pk)
 
-    @extend_schema(request=s.OptionalReasonInput, responses=_answers(s.RolloutPlanSerializer))
+    @extend_schema(request=s.OptionalReasonInput, responses=documented_answers(s.RolloutPlanSerializer))
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str) -> Response:
         return _run(request, s.OptionalReasonInput, services.rollout_approve, plan_id=pk)
@@ -112,23 +115,23 @@ class BanditPolicyViewSet(viewsets.ReadOnlyModelViewSet):
     ) -> Response:
         data = input_class(data=request.data)
         if not data.is_valid():
-            return _error(
-                "invalid", f"Invalid input: {', '.join(_flat_errors(data.errors))}", 400, data.errors
+            return error_answer(
+                "invalid", f"Invalid input: {', '.join(flat_errors(data.errors))}", 400, data.errors
             )
         try:
             policy = call(actor=request.user, **fixed, **data.validated_data)
         except GovernanceError as exc:
-            return _error(exc.code, exc.message, exc.status)
+            return error_answer(exc.code, exc.message, exc.status)
         return Response(s.BanditPolicySerializer(policy).data, status=status)
 
-    @extend_schema(request=s.BanditStartInput, responses=_answers(s.BanditPolicySerializer, 201))
+    @extend_schema(request=s.BanditStartInput, responses=documented_answers(s.BanditPolicySerializer, 201))
     def create(self, request: Request) -> Response:
         def start(*, actor: Any, endpoint: str, **kwargs: Any) -> BanditPolicy:
             return bandits.bandit_start(actor=actor, endpoint_name=endpoint, **kwargs)
 
         return self._answer(request, s.BanditStartInput, start, 201)
 
-    @extend_schema(request=s.ReasonInput, responses=_answers(s.BanditPolicySerializer))
+    @extend_schema(request=s.ReasonInput, responses=documented_answers(s.BanditPolicySerializer))
     @action(detail=True, methods=["post"])
     def stop(self, request: Request, pk: str) -> Response:
         policy = self.get_object()

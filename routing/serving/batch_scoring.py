@@ -24,7 +24,7 @@ import numpy as np
 
 from routing.serving.errors import PayloadError
 from routing.serving.inference import LoadedModel, predict, predict_pyfunc
-from routing.serving.payloads import Payload, _csv_value, brief
+from routing.serving.payloads import Payload, brief, csv_value
 from routing.serving.validation import Batch, Schema, validate
 
 _INTEGRAL = {"long", "integer"}
@@ -85,7 +85,7 @@ def _header_checked(columns: list[str], schema: Schema) -> None:
 
 def _python_value(value: Any) -> Any:
     if isinstance(value, str):
-        return _csv_value(value)
+        return csv_value(value)
     if isinstance(value, float) and value != value:  # NaN: an empty cell
         return None
     return value.item() if hasattr(value, "item") else value
@@ -134,7 +134,7 @@ def _numeric_ok(frame: Any, schema: Schema) -> tuple[np.ndarray, np.ndarray]:
             ok &= (np.floor(col) == col) & (np.abs(col) < 2.0**63)
     for name in schema.names:  # a cell pandas read as text is refused by /predict too
         if frame[name].dtype.kind not in "iuf":
-            ok &= frame[name].map(lambda v: not isinstance(v, str) or _csv_value(v) is not v).to_numpy()
+            ok &= frame[name].map(lambda v: not isinstance(v, str) or csv_value(v) is not v).to_numpy()
     return array, ok
 
 

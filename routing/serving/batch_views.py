@@ -20,7 +20,7 @@ from routing.serving import auth
 from routing.serving.batch import batch_job_cancel, batch_job_create, storage
 from routing.serving.errors import ServingError
 from routing.serving.table import TABLE, EndpointRoute
-from routing.serving.views import _error, _json
+from routing.serving.views import error_answer, json_answer
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +30,11 @@ def _guarded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         try:
             return view(request, *args, **kwargs)
         except ServingError as exc:
-            return _error(exc)
+            return error_answer(exc)
         except Exception:
             request_id = getattr(request, "request_id", "")
             logger.exception("%s failed unexpectedly (request %s)", request.path[:200], request_id)
-            return _error(
+            return error_answer(
                 ServingError(
                     500,
                     "internal_error",
@@ -106,7 +106,7 @@ def jobs(request: HttpRequest, endpoint: str) -> HttpResponse:
     )
     status_url = reverse("batch-job", args=[endpoint, job.pk])
     body = {**job_status(job), "status_url": status_url}
-    return _json(202, body, {"Location": status_url})
+    return json_answer(202, body, {"Location": status_url})
 
 
 @_guarded
@@ -118,7 +118,7 @@ def job(request: HttpRequest, endpoint: str, job_id: Any) -> HttpResponse:
         found = batch_job_cancel(job=found)
     elif request.method != "GET":
         raise ServingError(405, "method_not_allowed", "use GET or DELETE")
-    return _json(200, job_status(found))
+    return json_answer(200, job_status(found))
 
 
 def _file(request: HttpRequest, endpoint: str, job_id: Any, kind: str) -> HttpResponse:

@@ -122,7 +122,7 @@ def parse(body: bytes, content_type: str, limits: Limits = NO_LIMITS) -> Payload
     )
 
 
-def _loads(body: bytes) -> Any:
+def decode_json(body: bytes) -> Any:
     """Decode a JSON body: pydantic_core's Rust decoder, the standard library for what it refuses.
 
     ``pydantic_core.from_json`` (jiter) reads a 100 x 30 ``dataframe_split`` batch about 6x faster
@@ -152,7 +152,7 @@ def _loads(body: bytes) -> Any:
 def parse_json(body: bytes, limits: Limits = NO_LIMITS) -> Payload:
     limits.check_containers(body)
     try:
-        doc = _loads(body)
+        doc = decode_json(body)
     except PayloadError:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
@@ -320,7 +320,7 @@ _PARSERS = {
 }
 
 
-def _csv_value(text: str) -> Any:
+def csv_value(text: str) -> Any:
     try:
         return int(text)
     except ValueError:
@@ -354,5 +354,5 @@ def parse_csv(body: bytes, limits: Limits = NO_LIMITS) -> Payload:
             raise _bad(
                 f"CSV line {i + 2} has {len(line)} values for {len(header)} columns", code="invalid_csv"
             )
-        rows.append([_csv_value(v) for v in line])
+        rows.append([csv_value(v) for v in line])
     return Payload(header, rows, {}, "", "csv")

@@ -31,7 +31,7 @@ from routing.serving.table import TABLE, EndpointRoute
 logger = logging.getLogger(__name__)
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> HttpResponse:
+def json_answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> HttpResponse:
     content = json.dumps(body, default=json_default).encode()
     response = HttpResponse(content, status=status, content_type="application/json")
     # With the length known the server keeps the connection open without chunked framing.
@@ -41,8 +41,8 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     return response
 
 
-def _error(exc: ServingError) -> HttpResponse:
-    response = _json(
+def error_answer(exc: ServingError) -> HttpResponse:
+    response = json_answer(
         exc.status, {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
     )
     if exc.status == 429:
@@ -116,7 +116,7 @@ def predict(request: HttpRequest, endpoint: str | None = None) -> HttpResponse:
         return _predict(request, name, started, counted)
     except ServingError as exc:
         _count_failure(counted[0] if counted else None, exc, started)
-        return _error(exc)
+        return error_answer(exc)
     except Exception:
         request_id = getattr(request, "request_id", "")
         logger.exception("/predict/%s failed unexpectedly (request %s)", name[:100], request_id)
@@ -127,7 +127,7 @@ def predict(request: HttpRequest, endpoint: str | None = None) -> HttpResponse:
             {"request_id": request_id},
         )
         _count_failure(counted[0] if counted else None, exc, started)
-        return _error(exc)
+        return error_answer(exc)
 
 
 def _predict(request: HttpRequest, name: str, started: float, counted: list[str]) -> HttpResponse:
@@ -150,7 +150,7 @@ def _predict(request: HttpRequest, name: str, started: float, counted: list[str]
     )
     request_id = getattr(request, "request_id", "")
     served = answer.variant
-    response = _json(
+    response = json_answer(
         200,
         {
             "predictions": answer.outputs,

@@ -32,14 +32,11 @@ REFUSALS = {400: _ERROR, 403: _ERROR, 404: _ERROR, 409: _ERROR, 503: _ERROR}
 ID_REGEX = "[0-9]{1,18}"
 
 
-_flat_errors = flat_errors  # the name delivery.api.views imports
-
-
-def _answers(ok: Any, status: int = 200) -> dict[int, Any]:
+def documented_answers(ok: Any, status: int = 200) -> dict[int, Any]:
     return {status: ok, **REFUSALS}
 
 
-def _error(code: str, message: str, status: int, details: Any = None) -> Response:
+def error_answer(code: str, message: str, status: int, details: Any = None) -> Response:
     return Response({"error": {"code": code, "message": message, "details": details}}, status=status)
 
 
@@ -50,11 +47,11 @@ def _run(
     data = input_class(data=request.data)
     if not data.is_valid():
         fields = ", ".join(flat_errors(data.errors))
-        return None, _error("invalid", f"Invalid input: {fields}", 400, data.errors)
+        return None, error_answer("invalid", f"Invalid input: {fields}", 400, data.errors)
     try:
         return call(actor=request.user, **fixed, **data.validated_data), None
     except GovernanceError as exc:
-        return None, _error(exc.code, exc.message, exc.status)
+        return None, error_answer(exc.code, exc.message, exc.status)
 
 
 def _endpoint_response(name: str, status: int = 200) -> Response:
@@ -70,7 +67,7 @@ class EndpointViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "name"
     lookup_value_regex = "[-a-zA-Z0-9_]{1,100}"
 
-    @extend_schema(request=s.EndpointCreateInput, responses=_answers(s.EndpointSerializer, 201))
+    @extend_schema(request=s.EndpointCreateInput, responses=documented_answers(s.EndpointSerializer, 201))
     def create(self, request: Request) -> Response:
         ep, err = _run(request, s.EndpointCreateInput, services.endpoint_create)
         return err or _endpoint_response(ep.name, 201)
@@ -79,43 +76,45 @@ class EndpointViewSet(viewsets.ReadOnlyModelViewSet):
         _, err = _run(request, input_class, call, endpoint_name=name)
         return err or _endpoint_response(name)
 
-    @extend_schema(request=s.ChallengerStartInput, responses=_answers(s.EndpointSerializer))
+    @extend_schema(request=s.ChallengerStartInput, responses=documented_answers(s.EndpointSerializer))
     @action(detail=True, methods=["post"], url_path="challengers")
     def challenger_start(self, request: Request, name: str) -> Response:
         return self._act(request, name, s.ChallengerStartInput, services.challenger_start)
 
-    @extend_schema(request=s.TrafficSplitInput, responses=_answers(s.EndpointSerializer))
+    @extend_schema(request=s.TrafficSplitInput, responses=documented_answers(s.EndpointSerializer))
     @action(detail=True, methods=["post"], url_path="split")
     def traffic_split_set(self, request: Request, name: str) -> Response:
         return self._act(request, name, s.TrafficSplitInput, services.traffic_split_set)
 
-    @extend_schema(request=s.ShadowSetInput, responses=_answers(s.EndpointSerializer))
+    @extend_schema(request=s.ShadowSetInput, responses=documented_answers(s.EndpointSerializer))
     @action(detail=True, methods=["post"], url_path="shadows")
     def shadow_set(self, request: Request, name: str) -> Response:
         return self._act(request, name, s.ShadowSetInput, services.shadow_set)
 
-    @extend_schema(request=s.VariantInput, responses=_answers(s.EndpointSerializer))
+    @extend_schema(request=s.VariantInput, responses=documented_answers(s.EndpointSerializer))
     @action(detail=True, methods=["post"], url_path="shadows/remove")
     def shadow_remove(self, request: Request, name: str) -> Response:
         return self._act(request, name, s.VariantInput, services.shadow_remove)
 
-    @extend_schema(request=s.VariantInput, responses=_answers(s.EndpointSerializer))
+    @extend_schema(request=s.VariantInput, responses=documented_answers(s.EndpointSerializer))
     @action(detail=True, methods=["post"], url_path="retire")
     def challenger_retire(self, request: Request, name: str) -> Response:
         return self._act(request, name, s.VariantInput, services.challenger_retire)
 
-    @extend_schema(request=s.PromoteInput, responses=_answers(s.EndpointSerializer))
+    @extend_schema(request=s.PromoteInput, responses=documented_answers(s.EndpointSerializer))
     @action(detail=True, methods=["post"])
     def promote(self, request: Request, name: str) -> Response:
         return self._act(request, name, s.PromoteInput, promotion.endpoint_promote)
 
-    @extend_schema(request=s.PromoteInput, responses=_answers(s.PromotionRequestSerializer, 201))
+    @extend_schema(request=s.PromoteInput, responses=documented_answers(s.PromotionRequestSerializer, 201))
     @action(detail=True, methods=["post"], url_path="promotion-requests")
     def promotion_request(self, request: Request, name: str) -> Response:
         req, err = _run(request, s.PromoteInput, promotion.promotion_request, endpoint_name=name)
         return err or Response(s.PromotionRequestSerializer(req).data, status=201)
 
-    @extend_schema(request=s.TrafficSplitInput, responses=_answers(s.PromotionRequestSerializer, 201))
+    @extend_schema(
+        request=s.TrafficSplitInput, responses=documented_answers(s.PromotionRequestSerializer, 201)
+    )
     @action(detail=True, methods=["post"], url_path="traffic-requests")
     def traffic_change_request(self, request: Request, name: str) -> Response:
         req, err = _run(
@@ -123,17 +122,17 @@ class EndpointViewSet(viewsets.ReadOnlyModelViewSet):
         )
         return err or Response(s.PromotionRequestSerializer(req).data, status=201)
 
-    @extend_schema(request=s.ReasonInput, responses=_answers(s.EndpointSerializer))
+    @extend_schema(request=s.ReasonInput, responses=documented_answers(s.EndpointSerializer))
     @action(detail=True, methods=["post"])
     def rollback(self, request: Request, name: str) -> Response:
         return self._act(request, name, s.ReasonInput, promotion.endpoint_rollback)
 
-    @extend_schema(request=s.ReasonInput, responses=_answers(s.EndpointSerializer))
+    @extend_schema(request=s.ReasonInput, responses=documented_answers(s.EndpointSerializer))
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, name: str) -> Response:
         return self._act(request, name, s.ReasonInput, services.endpoint_pause)
 
-    @extend_schema(request=s.ReasonInput, responses=_answers(s.EndpointSerializer))
+    @extend_schema(request=s.ReasonInput, responses=documented_answers(s.EndpointSerializer))
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, name: str) -> Response:
         return self._act(request, name, s.ReasonInput, services.endpoint_resume)
@@ -146,13 +145,13 @@ class PromotionRequestViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.PromotionRequestSerializer
     lookup_value_regex = ID_REGEX
 
-    @extend_schema(request=s.OptionalReasonInput, responses=_answers(s.EndpointSerializer))
+    @extend_schema(request=s.OptionalReasonInput, responses=documented_answers(s.EndpointSerializer))
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str) -> Response:
         variant, err = _run(request, s.OptionalReasonInput, promotion.promotion_approve, request_id=pk)
         return err or _endpoint_response(variant.endpoint.name)
 
-    @extend_schema(request=s.ReasonInput, responses=_answers(s.PromotionRequestSerializer))
+    @extend_schema(request=s.ReasonInput, responses=documented_answers(s.PromotionRequestSerializer))
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str) -> Response:
         req, err = _run(request, s.ReasonInput, promotion.promotion_reject, request_id=pk)

@@ -211,8 +211,13 @@ def _typed(value):
     return type(value).__name__, value
 
 
+def _refuse_constant(name: str):
+    raise PayloadError(400, "non_finite", f"non-finite number {name} is not allowed")
+
+
 def _standard_library(body: bytes):
-    return json.loads(body, parse_constant=payloads._reject_constant)
+    """What /predict did before the Rust decoder: ``json.loads``, NaN and Infinity a 400."""
+    return json.loads(body, parse_constant=_refuse_constant)
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
@@ -222,7 +227,7 @@ def test_the_fast_json_decoder_reads_every_document_as_the_standard_library_does
     the fast decoder refuses: whatever a client sends, the document (and every number's type)
     is the one the standard library reads, and a refusal is the standard library's."""
     body = prefix + json.dumps(doc, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
-    fast, slow = _decoded(payloads._loads, body), _decoded(_standard_library, body)
+    fast, slow = _decoded(payloads.decode_json, body), _decoded(_standard_library, body)
     assert fast[0] == slow[0]
     if fast[0] == "doc":
         assert _typed(fast[1]) == _typed(slow[1])
@@ -233,7 +238,7 @@ def test_the_fast_json_decoder_reads_every_document_as_the_standard_library_does
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(body=st.binary(max_size=64) | st.sampled_from([b"NaN", b'{"a": -Infinity}', b"[" * 300 + b"]" * 300]))
 def test_the_fast_json_decoder_refuses_what_the_standard_library_refuses(body):
-    fast, slow = _decoded(payloads._loads, body), _decoded(_standard_library, body)
+    fast, slow = _decoded(payloads.decode_json, body), _decoded(_standard_library, body)
     if slow[0] == "doc":
         assert fast[0] == "doc" and _typed(fast[1]) == _typed(slow[1])
     else:
