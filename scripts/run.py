@@ -386,10 +386,24 @@ def stop_all(*_: object) -> None:
         proc.wait()
 
 
+class Terminated(BaseException):
+    """SIGTERM (a ``kill``, a container runtime): stop everything, as Ctrl-C does.
+
+    A BaseException, like KeyboardInterrupt and SystemExit, so no ``except Exception`` on the way
+    swallows it."""
+
+
+def _terminated(*_: object) -> None:
+    raise Terminated
+
+
 def main() -> None:
     VAR.mkdir(parents=True, exist_ok=True)
     env = environment()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # A shell that starts a command in the background hands it SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt: Ctrl-C (or kill -INT) must stop this run however it started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         if port_taken(APP_PORT):  # before anything starts: a second make run must not touch the first
             sys.exit(f"[make run] something already listens on {APP_URL}; stop it first")
@@ -417,6 +431,8 @@ def main() -> None:
         say("a server exited; stopping everything (see var/*.log)")
     except KeyboardInterrupt:
         say("Ctrl-C: stopping everything this run started")
+    except Terminated:
+        say("SIGTERM: stopping everything this run started")
     finally:
         stop_all()
         if mlflow_marker().get("owner_pid") == os.getpid():

@@ -156,9 +156,11 @@ def test_stopping_make_run_stops_every_process_it_started_even_a_frozen_mlflow(t
     log = tmp_path / "make-run.log"
     children: set[int] = set()
     with open(log, "wb") as out:
+        # Started with SIGINT ignored, as a shell's background job (CI's SQLite pass) hands it on:
+        # Ctrl-C must still stop everything.
         proc = subprocess.Popen(
             [sys.executable, str(RUN)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )  # fmt: skip
     try:
         _wait_for_output(log, "Ctrl-C stops everything", proc, timeout=420)
@@ -184,7 +186,7 @@ def test_stopping_make_run_stops_every_process_it_started_even_a_frozen_mlflow(t
             time.sleep(0.2)
         assert [pid for pid in children if _alive(pid)] == []
         assert not _listening(mlflow_port) and not _listening(app_port)
-        assert "stopping everything" in log.read_text()
+        assert "Ctrl-C: stopping everything" in log.read_text()
     finally:  # whatever the outcome, leave nothing behind on a shared machine
         for pid in {proc.pid, *children, *_descendants(proc.pid)}:
             with contextlib.suppress(ProcessLookupError):
