@@ -13,11 +13,15 @@
   browser, the serving path under gunicorn); each runs in one pass only, the one its marker
   names (``single_pass("postgresql")``; SQLite by default), so the two passes take about the
   same time. Without the option (``make test`` on a laptop) every test runs.
+- ``--ci-shard K/N``: CI splits each pass into N sessions side by side (the suite mostly waits on
+  servers: two sessions kept two cores about half busy). Whole test files go to shards, the
+  heaviest first to the lightest shard, by the seconds in tests/ci_durations.json.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -55,6 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="run the single_pass tests that belong to this CI pass (and every other test)",
     )
+    parser.addoption("--ci-shard", default=None, help="K/N: run the K-th (0-based) of N shards of the files")
 
 
 def single_pass_of(item: pytest.Item) -> str | None:
@@ -68,15 +73,52 @@ def single_pass_of(item: pytest.Item) -> str | None:
     return chosen
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    ci_pass = config.getoption("--ci-pass")
-    if ci_pass is None:
-        return
-    kept, other = [], []
+DURATIONS = Path(__file__).with_name("ci_durations.json")  # scripts/ci_durations.py refreshes it
+
+
+def shard_of_files(items: list[pytest.Item], shards: int, tests_per_file: dict[str, int]) -> dict[str, int]:
+    """Each test file's shard: heaviest file first, always to the lightest shard so far.
+
+    A file weighs its seconds in tests/ci_durations.json (the last measured CI run), in proportion
+    to how many of its tests this pass runs; a file not measured yet weighs 20 s per ``slow`` test
+    and 0.5 s per other test.
+    """
+    measured = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    weight: dict[str, float] = {}
     for item in items:
-        (other if single_pass_of(item) not in (None, ci_pass) else kept).append(item)
-    if other:
-        config.hook.pytest_deselected(items=other)
+        path = item.location[0]
+        if path in measured:
+            share = measured[path] / tests_per_file[path]
+        else:
+            share = 20.0 if item.get_closest_marker("slow") else 0.5
+        weight[path] = weight.get(path, 0.0) + share
+    load, chosen = [0.0] * shards, {}
+    for path in sorted(weight, key=lambda p: (-weight[p], p)):
+        lightest = load.index(min(load))
+        chosen[path], load[lightest] = lightest, load[lightest] + weight[path]
+    return chosen
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_per_file: dict[str, int] = {}
+    for item in items:
+        tests_per_file[item.location[0]] = tests_per_file.get(item.location[0], 0) + 1
+    ci_pass = config.getoption("--ci-pass")
+    if ci_pass is not None:
+        _keep(config, items, lambda item: single_pass_of(item) in (None, ci_pass))
+    shard = config.getoption("--ci-shard")
+    if shard is not None:
+        k, n = (int(x) for x in shard.split("/"))
+        if not 0 <= k < n:
+            raise pytest.UsageError(f"--ci-shard {shard}: K must be in 0..N-1")
+        chosen = shard_of_files(items, n, tests_per_file)
+        _keep(config, items, lambda item: chosen[item.location[0]] == k)
+
+
+def _keep(config: pytest.Config, items: list[pytest.Item], wanted: Callable[[pytest.Item], bool]) -> None:
+    kept = [item for item in items if wanted(item)]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if not wanted(item)])
         items[:] = kept
 
 
