@@ -95,5 +95,7 @@ def test_the_private_import_check_finds_one(tmp_path):
     for package in PACKAGES:
         shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "clients", tmp_path / "clients", ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "delivery" / "sneaky.py").write_text("from routing.serving.payloads import _reject_constant\n")
+    (tmp_path / "delivery" / "sneaky.py").write_text(
+        "from routing.serving.payloads import _reject_constant\n"
+    )
     assert _private_imports(tmp_path) == ["delivery/sneaky.py:1 routing.serving.payloads._reject_constant"]
