@@ -13,8 +13,8 @@
   browser, the serving path under gunicorn); each runs in one pass only, the one its marker
   names (``single_pass("postgresql")``; SQLite by default), so the two passes take about the
   same time. Without the option (``make test`` on a laptop) every test runs.
-- ``--ci-shard K/N``: CI splits each pass into N sessions side by side (the suite mostly waits on
-  servers: two sessions kept two cores about half busy). Whole test files go to shards, the
+- ``--ci-shard K/N``: CI splits each pass into N sessions side by side (.ci/run: two per pass,
+  which finished a little sooner than one on two cores). Whole test files go to shards, the
   heaviest first to the lightest shard, by the seconds in tests/ci_durations.json.
 """
 
